@@ -1,0 +1,164 @@
+"""`gridwatch` command line: run a grid headless, list devices, report a results file.
+
+Exit codes: 0 all trials succeeded, 1 some failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from core import devices, results
+from core.devices import DeviceError
+from core.headless import PlanError, plan_run, run_planned
+from core.progress import Progress, format_seconds
+from core.report import leaderboard_text, render_trials, speedup_text
+from core.session import RunSession
+from core.spec import DeviceSpec, SpecError
+from core.store import ResultStore, StoreError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridwatch", description="Run a grid of model trainings on every "
+                                "CPU core and GPU of this machine, and watch it work.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run a grid file headless, with a progress bar and a leaderboard")
+    run.add_argument("grid", help="grid file (TOML)")
+    run.add_argument("--db", help="results file (default: runs/<name>-<time>.gridwatch.db)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a results file (--db, or the newest for this grid): skip finished trials")
+    run.add_argument("--cpu-slots", type=int, metavar="N", help="CPU worker slots (default: the grid's)")
+    run.add_argument("--gpus", metavar="LIST", help="'all', 'none' or GPU indices like 0,1")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("devices", help="show this machine's CPUs, RAM and GPUs, and the default slots")
+    rep = sub.add_parser("report", help="one row per trial of a results file")
+    rep.add_argument("db", help="results file (*.gridwatch.db)")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "devices":
+            return cmd_devices()
+        if args.command == "report":
+            return cmd_report(args)
+    except (SpecError, PlanError, DeviceError, StoreError) as exc:
+        print(f"gridwatch: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    parser.print_help()
+    return EXIT_OK
+
+
+class ProgressPrinter:
+    """A live one-line bar on a terminal; one line per ended trial when output is piped or logged."""
+
+    def __init__(self, out: TextIO, quiet: bool = False) -> None:
+        self.out, self.quiet = out, quiet
+        self.tty = out.isatty()
+        self.last_ended = -1
+
+    def tick(self, session: RunSession) -> None:
+        if self.quiet:
+            return
+        p = session.progress()
+        if self.tty:
+            self.out.write("\r" + bar_line(p) + "\033[K")
+            self.out.flush()
+        elif p.ended != self.last_ended:
+            self.last_ended = p.ended
+            print(bar_line(p), file=self.out, flush=True)
+
+    def done(self) -> None:
+        if self.tty and not self.quiet:
+            self.out.write("\n")
+
+
+def bar_line(p: Progress, width: int = 24) -> str:
+    filled = int(width * p.ended / p.total) if p.total else width
+    running = ", ".join(f"{n} {kind}" for kind, n in sorted(p.running.items())) or "none"
+    failed = f" · {p.failed} failed" if p.failed else ""
+    state = " · paused" if p.paused else ""
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {p.ended}/{p.total} done{failed} · running: {running}"
+            f" · {format_seconds(p.elapsed_s)} elapsed · ETA {format_seconds(p.eta_s)}{state}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus)
+    if planned.machine.gpu_note:
+        print(f"gridwatch: {planned.machine.gpu_note}: CPU only", file=sys.stderr)
+    slots = ", ".join(s.id for s in planned.slots)
+    todo = len(planned.trials) - len(planned.done_ids)
+    skipped = f" ({len(planned.done_ids)} already finished, skipped)" if planned.done_ids else ""
+    print(f"gridwatch: {planned.grid.name}: {todo} trials to run{skipped} on {len(planned.slots)} slots "
+          f"[{slots}] -> {planned.store.path}", file=sys.stderr)
+    printer = ProgressPrinter(sys.stderr, args.quiet)
+    started = time.time()
+    session = run_planned(planned, on_tick=printer.tick,
+                          on_session=lambda s: s.notice.connect(lambda m: print(f"\ngridwatch: {m}",
+                                                                                file=sys.stderr)))
+    printer.tick(session)
+    printer.done()
+    print_summary(planned.store, session, time.time() - started)
+    planned.store.close()
+    if session.status == "stopped":
+        print(f"gridwatch: interrupted; finished trials are kept. Continue with: gridwatch run {args.grid} "
+              f"--db {planned.store.path} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if session.status == "done" else EXIT_FAILED
+
+
+def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> None:
+    info = store.run_info()
+    rows = [r for r in store.trials() if r.id in session.live]
+    print("\nLeaderboard (cross-validation over folds; best first)")
+    print(leaderboard_text(results.leaderboard(rows, info["models"], info["folds"])))
+    ran = [r for r in rows if r.started is not None and r.started >= session.started_at - 1]
+    if ran:
+        print(speedup_text(results.speedup(ran, wall_s)))
+    failed = [r for r in rows if r.state == "failed"]
+    for r in failed[:10]:
+        print(f"failed: {r.id}: {r.reason}")
+    if len(failed) > 10:
+        print(f"... and {len(failed) - 10} more failed (gridwatch report {store.path})")
+    print(f"results: {store.path}")
+
+
+def cmd_devices() -> int:
+    m = devices.detect()
+    gib = 1024**3
+    print(f"CPU: {m.cpu_name}: {m.physical_cores} physical cores, {m.logical_cores} logical")
+    print(f"RAM: {m.ram_total / gib:.1f} GiB")
+    if m.gpus:
+        for g in m.gpus:
+            print(f"GPU {g.index}: {g.name}, {g.memory_total / gib:.1f} GiB")
+    else:
+        print(m.gpu_note)
+    slots = devices.plan_slots(m, DeviceSpec())
+    print(f"default slots: {', '.join(s.id for s in slots)} "
+          f"({devices.default_cpu_slots(m.physical_cores)} CPU, one thread each)")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    store = ResultStore(Path(args.db), create=False)
+    try:
+        print(render_trials(store.trials(), args.format))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""What this machine has (psutil, NVML) and how it is cut into worker slots."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+import psutil
+
+from core.spec import DeviceSpec
+
+
+class DeviceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    memory_total: int  # bytes
+    uuid: str = ""
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu_name: str
+    physical_cores: int
+    logical_cores: int
+    ram_total: int
+    gpus: tuple[GpuInfo, ...] = ()
+    gpu_note: str = ""  # why there are no GPUs, said once and plainly
+
+
+@dataclass(frozen=True)
+class Slot:
+    id: str  # "cpu0", "gpu0", "gpu0.1" (second slot on GPU 0)
+    kind: str  # "cpu" | "gpu"
+    threads: int
+    gpu_index: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def torch_device(self) -> str:
+        return "cuda" if self.kind == "gpu" else "cpu"
+
+    def env(self) -> dict[str, str]:
+        """Each worker sees only its own device, so processes never fight over GPU memory."""
+        n = str(self.threads)
+        env = {
+            "OMP_NUM_THREADS": n,
+            "MKL_NUM_THREADS": n,
+            "OPENBLAS_NUM_THREADS": n,
+            "GRIDWATCH_THREADS": n,
+            "GRIDWATCH_SLOT": self.id,
+            "GRIDWATCH_DEVICE": self.torch_device,
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA numbers GPUs like NVML does
+            "CUDA_VISIBLE_DEVICES": "-1" if self.gpu_index is None else str(self.gpu_index),
+        }
+        env.update(self.extra_env)
+        return env
+
+
+def detect() -> Machine:
+    gpus, note = detect_gpus()
+    return Machine(
+        cpu_name=_cpu_name(),
+        physical_cores=psutil.cpu_count(logical=False) or psutil.cpu_count() or 1,
+        logical_cores=psutil.cpu_count() or 1,
+        ram_total=psutil.virtual_memory().total,
+        gpus=tuple(gpus),
+        gpu_note=note,
+    )
+
+
+def detect_gpus() -> tuple[list[GpuInfo], str]:
+    try:
+        import pynvml
+    except ImportError:
+        return [], "no NVIDIA GPU (nvidia-ml-py is not installed)"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return [], f"no NVIDIA GPU (NVML: {_nvml_reason(exc)})"
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(h)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            gpus.append(GpuInfo(i, name if isinstance(name, str) else name.decode(), int(mem.total),
+                                str(pynvml.nvmlDeviceGetUUID(h))))
+        return gpus, "" if gpus else "no NVIDIA GPU (NVML found no devices)"
+    except pynvml.NVMLError as exc:
+        return [], f"no NVIDIA GPU (NVML: {_nvml_reason(exc)})"
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+
+
+def _nvml_reason(exc: Exception) -> str:
+    name = type(exc).__name__
+    if "LibraryNotFound" in name:
+        return "driver library not found"
+    if "DriverNotLoaded" in name:
+        return "driver not loaded"
+    return str(exc) or name
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_cpu_slots(physical_cores: int) -> int:
+    """One slot per physical core; from 4 cores up keep one free for the app and the desktop."""
+    return physical_cores - 1 if physical_cores >= 4 else max(1, physical_cores)
+
+
+def plan_slots(machine: Machine, spec: DeviceSpec, cpu_slots: int | None = None,
+               gpus: tuple[int, ...] | None = None, gpus_given: bool = False) -> list[Slot]:
+    """Slots for a run; command-line overrides win over the grid file's [devices]."""
+    n_cpu = cpu_slots if cpu_slots is not None else spec.cpu_slots
+    if n_cpu is None:
+        n_cpu = default_cpu_slots(machine.physical_cores)
+    wanted = gpus if gpus_given else spec.gpus
+    present = [g.index for g in machine.gpus]
+    if wanted is None:
+        indices = present
+    else:
+        missing = [i for i in wanted if i not in present]
+        if missing:
+            have = ", ".join(map(str, present)) or "none"
+            raise DeviceError(f"GPU {missing[0]} not found (this machine's GPUs: {have})")
+        indices = list(wanted)
+    slots = [Slot(f"cpu{i}", "cpu", spec.threads_per_cpu_slot) for i in range(n_cpu)]
+    for g in indices:
+        for k in range(spec.gpu_slots_per_gpu):
+            sid = f"gpu{g}" if k == 0 else f"gpu{g}.{k}"
+            slots.append(Slot(sid, "gpu", spec.threads_per_cpu_slot, gpu_index=g))
+    return slots

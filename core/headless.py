@@ -1,0 +1,127 @@
+"""Plan and run a grid without a window: the CLI and the benchmarks use this, the GUI uses its parts."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QTimer
+
+from core import devices, trials
+from core.devices import DeviceError, Machine, Slot
+from core.scheduler import unplaceable
+from core.session import RunSession
+from core.spec import GridSpec, load_grid
+from core.store import ResultStore, StoreError
+from core.trials import Trial
+
+RUNS_DIR = Path("runs")
+
+
+class PlanError(ValueError):
+    """Bad input found before anything runs (exit code 2)."""
+
+
+@dataclass
+class PlannedRun:
+    grid: GridSpec
+    trials: list[Trial]
+    slots: list[Slot]
+    store: ResultStore
+    done_ids: set[str]
+    machine: Machine
+
+
+def default_db_path(name: str, runs_dir: Path = RUNS_DIR) -> Path:
+    return runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.gridwatch.db"
+
+
+def latest_db(name: str, runs_dir: Path = RUNS_DIR) -> Path | None:
+    found = sorted(runs_dir.glob(f"{name}-*.gridwatch.db"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def parse_gpus(text: str | None) -> tuple[tuple[int, ...] | None, bool]:
+    """--gpus value -> (indices or None for all, given?)."""
+    if text is None:
+        return None, False
+    if text == "all":
+        return None, True
+    if text == "none":
+        return (), True
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip()), True
+    except ValueError:
+        raise PlanError(f"--gpus: expected 'all', 'none' or indices like 0,1, not {text!r}") from None
+
+
+def plan_run(grid_path: str | Path, db: str | Path | None = None, resume: bool = False,
+             cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None
+             ) -> PlannedRun:
+    """Everything that can be wrong with the input is found here, before a single process starts."""
+    grid = load_grid(grid_path)
+    machine = machine or devices.detect()
+    indices, given = parse_gpus(gpus)
+    if cpu_slots is not None and cpu_slots < 0:
+        raise PlanError("--cpu-slots must be 0 or more")
+    slots = devices.plan_slots(machine, grid.devices, cpu_slots, indices, given)
+    if not slots:
+        raise PlanError("no slots to run on: cpu_slots is 0 and no GPU is used")
+    all_trials = trials.expand(grid)
+    stuck = unplaceable(all_trials, {s.kind for s in slots})
+    if stuck:
+        why = machine.gpu_note or "no GPU slot in this run"
+        raise PlanError(f'model {stuck[0].model!r} has device = "{stuck[0].device_pref}" but this run has no '
+                        f'{stuck[0].device_pref.upper()} slot ({why})')
+    path = _db_path(grid, db, resume)
+    store = ResultStore(path)
+    if not resume and store.trials():
+        store.close()
+        raise PlanError(f"{path} already holds results: pass --resume to continue it, or another --db")
+    done = store.begin(grid, all_trials, [s.id for s in slots])
+    return PlannedRun(grid, all_trials, slots, store, done, machine)
+
+
+def _db_path(grid: GridSpec, db: str | Path | None, resume: bool) -> Path:
+    if db is not None:
+        path = Path(db)
+        if resume and not path.exists():
+            raise PlanError(f"{path}: nothing to resume (no such file)")
+        return path
+    if resume:
+        found = latest_db(grid.name)
+        if found is None:
+            raise PlanError(f"nothing to resume: no {RUNS_DIR}/{grid.name}-*.gridwatch.db; pass --db")
+        return found
+    return default_db_path(grid.name)
+
+
+def run_planned(planned: PlannedRun, on_tick: Callable[[RunSession], None] | None = None,
+                on_session: Callable[[RunSession], None] | None = None, tick_ms: int = 250) -> RunSession:
+    """Run to the end in a Qt event loop (no window). Ctrl-C stops the workers; results stay stored."""
+    app = QCoreApplication.instance() or QCoreApplication([])
+    session = RunSession(planned.grid, planned.trials, planned.slots, planned.store, planned.done_ids)
+    if on_session:
+        on_session(session)
+    session.finished.connect(lambda _status: app.quit())
+    timer = QTimer()
+    timer.timeout.connect(lambda: on_tick(session) if on_tick else None)  # also lets Python see SIGINT
+    timer.start(tick_ms)
+    previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
+    try:
+        session.start()
+        if session.status is None:
+            app.exec()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        timer.stop()
+        if session.status is None:
+            session.stop_blocking()
+        session.close()
+    return session
+
+
+__all__ = ["PlanError", "PlannedRun", "plan_run", "run_planned", "DeviceError", "StoreError"]

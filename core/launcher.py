@@ -1,0 +1,121 @@
+"""SlotWorker: one QObject around the QProcess of one slot's long-lived worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+
+from core import protocol
+from core.devices import Slot
+
+ROOT = str(Path(__file__).resolve().parent.parent)  # where `core` lives, for `python -m core.worker`
+
+
+def worker_env(slot: Slot) -> QProcessEnvironment:
+    env = QProcessEnvironment.systemEnvironment()
+    for key, value in slot.env().items():
+        env.insert(key, value)
+    env.insert("PYTHONUNBUFFERED", "1")
+    env.insert("PYTHONIOENCODING", "utf-8")
+    env.insert("GRIDWATCH_PARENT_PID", str(os.getpid()))
+    path = env.value("PYTHONPATH", "")
+    env.insert("PYTHONPATH", ROOT + (os.pathsep + path if path else ""))
+    return env
+
+
+def describe_exit(code: int, crashed: bool) -> str:
+    if crashed:
+        try:
+            name = signal.Signals(code).name
+        except ValueError:
+            name = f"signal {code}"
+        return f"worker killed by {name}"
+    return f"worker exited with code {code}"
+
+
+class SlotWorker(QObject):
+    """Protocol lines arrive as `message`; anything written straight to fd 1/2 arrives as `stray_line`."""
+
+    message = Signal(object, dict)  # (self, decoded message)
+    stray_line = Signal(object, str)  # (self, line) output that bypassed Python's sys.stdout/stderr
+    exited = Signal(object, str)  # (self, description)
+
+    def __init__(self, slot: Slot, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.slot = slot
+        self.pid: int | None = None
+        self.said_hello = False
+        self.trial_id: str | None = None  # the trial it is running, if any
+        self._out = b""
+        self._err = b""
+        self.proc = QProcess(self)
+        self.proc.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
+        self.proc.setProcessEnvironment(worker_env(slot))
+        self.proc.readyReadStandardOutput.connect(self._on_stdout)
+        self.proc.readyReadStandardError.connect(self._on_stderr)
+        self.proc.finished.connect(self._on_finished)
+        self.proc.errorOccurred.connect(self._on_error)
+
+    def start(self) -> None:
+        self.proc.start(sys.executable, ["-m", "core.worker"])
+        self.pid = int(self.proc.processId()) or None
+
+    @property
+    def running(self) -> bool:
+        return self.proc.state() != QProcess.ProcessState.NotRunning
+
+    def send(self, type_: str, **fields: object) -> None:
+        self.proc.write(protocol.encode(type_, **fields))
+
+    def terminate(self) -> None:
+        """SIGTERM to the worker's whole process group (its DataLoader and command children too)."""
+        self._signal_group(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.pid is None or not self.running:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _on_stdout(self) -> None:
+        self._out += bytes(self.proc.readAllStandardOutput().data())
+        *lines, self._out = self._out.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                msg = protocol.decode(line)
+            except protocol.ProtocolError:
+                self.stray_line.emit(self, line.decode("utf-8", "replace"))
+                continue
+            if msg["type"] == "hello":
+                self.said_hello = True
+            self.message.emit(self, msg)
+
+    def _on_stderr(self) -> None:
+        self._err += bytes(self.proc.readAllStandardError().data())
+        *lines, self._err = self._err.split(b"\n")
+        for line in lines:
+            self.stray_line.emit(self, line.decode("utf-8", "replace"))
+
+    def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._on_stdout()
+        self._on_stderr()
+        crashed = status == QProcess.ExitStatus.CrashExit
+        self.exited.emit(self, describe_exit(code, crashed))
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.exited.emit(self, f"worker failed to start: {self.proc.errorString()}")

@@ -1,0 +1,106 @@
+"""Text renderings for the CLI: leaderboard, speedup, per-trial report (table, csv, json)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+from core.results import ConfigResult, Speedup
+from core.store import TrialRow
+
+TRIAL_COLUMNS = ["trial_id", "model", "fold", "state", "device", "slot", "start", "end", "duration_s",
+                 "attempts", "reason"]
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+
+
+def fmt(v: float | None, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}g}"
+
+
+def fixed(v: float) -> str:
+    """Same decimals down a column, so means line up and compare at a glance."""
+    if math.isnan(v):
+        return "-"
+    return f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3e}"
+
+
+def params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items()) or "(no params)"
+
+
+def leaderboard_text(board: list[ConfigResult]) -> str:
+    if not board:
+        return "no finished trials: nothing to rank"
+    rows = []
+    for i, c in enumerate(board, 1):
+        arrow = "↑" if c.goal == "max" else "↓"
+        folds = f"{c.folds_done}/{c.folds_total}" + (f" ({c.failed} failed)" if c.failed else "")
+        rows.append([str(i), c.model, params_text(c.params), f"{c.metric} {arrow}",
+                     f"{fixed(c.mean)} ± {fixed(c.std)}", folds])
+    return table(["#", "model", "params", "metric", "CV mean ± std", "folds"], rows)
+
+
+def speedup_text(s: Speedup) -> str:
+    return (f"{s.trials} trials: {s.serial_s:.1f} s of training in {s.wall_s:.1f} s wall time "
+            f"-> speedup {s.ratio:.2f}x over one at a time")
+
+
+def trial_records(rows: list[TrialRow]) -> list[dict[str, Any]]:
+    """One flat record per trial: fixed columns, then every param, then every final metric."""
+    out = []
+    for r in rows:
+        rec: dict[str, Any] = {
+            "trial_id": r.id, "model": r.model, "fold": r.fold, "state": r.state, "device": r.device,
+            "slot": r.slot, "start": r.started, "end": r.ended, "duration_s": r.duration,
+            "attempts": r.attempts, "reason": r.reason,
+        }
+        rec.update({f"param.{k}": v for k, v in r.params.items()})
+        rec.update({f"metric.{k}": v for k, v in r.metrics.items()})
+        out.append(rec)
+    return out
+
+
+def _columns(records: list[dict[str, Any]]) -> list[str]:
+    cols = list(TRIAL_COLUMNS)
+    for prefix in ("param.", "metric."):
+        for rec in records:
+            for k in rec:
+                if k.startswith(prefix) and k not in cols:
+                    cols.append(k)
+    return cols
+
+
+def render_trials(rows: list[TrialRow], format_: str) -> str:
+    records = trial_records(rows)
+    if format_ == "json":
+        return json.dumps(records, indent=2)
+    cols = _columns(records)
+    if format_ == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return buf.getvalue().rstrip("\n")
+    shown = [c for c in cols if c not in ("start", "end", "attempts")]
+    cells = [[_cell(rec.get(c)) for c in shown] for rec in records]
+    return table([c.removeprefix("param.").removeprefix("metric.") for c in shown], cells)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return fmt(v)
+    return str(v)

@@ -1,0 +1,287 @@
+"""RunSession: drives one run — slot workers, dispatch, results into the store — and emits what happens.
+
+The CLI and the window both only listen to these signals and read the store; neither touches a process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from core.devices import Slot
+from core.launcher import SlotWorker
+from core.progress import Progress, estimate_eta
+from core.scheduler import TrialScheduler
+from core.spec import GridSpec
+from core.store import ResultStore
+from core.trials import Trial
+
+LOG_TAIL = 200  # lines of a trial's own output kept in the store
+MAX_BAD_STARTS = 3  # a slot whose worker dies before saying hello this often is given up
+STOP_GRACE_MS = 3000
+
+
+@dataclass
+class LiveTrial:
+    trial: Trial
+    state: str = "queued"  # queued | running | finished | failed | stopped
+    slot: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    steps: list[tuple[str, int, float, float]] = field(default_factory=list)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+
+
+class RunSession(QObject):
+    trial_started = Signal(str)
+    trial_ended = Signal(str)  # finished, failed or stopped: read live[id].state
+    epoch_reported = Signal(str)
+    log_line = Signal(str, str)  # trial id, line
+    notice = Signal(str)  # something the user should read once
+    finished = Signal(str)  # "done" | "failed" | "stopped"
+
+    def __init__(self, grid: GridSpec, trials: list[Trial], slots: list[Slot], store: ResultStore,
+                 done_ids: set[str] | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        done_ids = done_ids or set()
+        self.models = {m.name: m for m in grid.models}
+        self.slots = slots
+        self.store = store
+        self.live = {t.id: LiveTrial(t) for t in trials}
+        for tid in done_ids & self.live.keys():
+            self.live[tid].state = "finished"
+        self.skipped = len(done_ids & self.live.keys())
+        self.scheduler = TrialScheduler(t for t in trials if t.id not in done_ids)
+        self.workers: list[SlotWorker] = []
+        self.paused = False
+        self.stopping = False
+        self.status: str | None = None
+        self.started_at = 0.0
+        self._bad_starts: dict[str, int] = {}
+        self._stray: dict[str, deque[str]] = {}
+
+    # -- control ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.started_at = time.time()
+        if len(self.scheduler) == 0:
+            QTimer.singleShot(0, self._maybe_done)
+            return
+        for slot in self.slots:
+            self._spawn(slot)
+
+    def pause(self) -> None:
+        """Running trials finish; no new ones start."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        for w in list(self.workers):
+            self._dispatch(w)
+
+    def stop(self) -> None:
+        """Terminate every worker's process group now; finished results are already stored."""
+        if self.status is not None:
+            return
+        self.stopping = True
+        if not self.workers:
+            self._finalize()
+            return
+        for w in self.workers:
+            w.terminate()
+        QTimer.singleShot(STOP_GRACE_MS, self._kill_stragglers)
+
+    def stop_blocking(self, timeout_ms: int = STOP_GRACE_MS) -> None:
+        """For a closing window or a dying CLI: return only when no worker process is left."""
+        self.stopping = True
+        for w in list(self.workers):
+            w.terminate()
+        for w in list(self.workers):
+            if not w.proc.waitForFinished(timeout_ms):
+                w.kill()
+                w.proc.waitForFinished(1000)
+        if self.status is None:
+            self._finalize()
+
+    def _kill_stragglers(self) -> None:
+        for w in self.workers:
+            w.kill()
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        states = [lt.state for lt in self.live.values()]
+        running: dict[str, int] = {}
+        elapsed = []
+        now = time.time()
+        for lt in self.live.values():
+            if lt.state == "running":
+                kind = "gpu" if (lt.slot or "").startswith("gpu") else "cpu"
+                running[kind] = running.get(kind, 0) + 1
+                elapsed.append(now - (lt.started or now))
+        durations = [lt.ended - lt.started for lt in self.live.values()
+                     if lt.state == "finished" and lt.started and lt.ended]
+        queued = states.count("queued")
+        eta = estimate_eta(durations, queued, elapsed, max(1, len(self.workers)))
+        return Progress(total=len(states), finished=states.count("finished"), failed=states.count("failed"),
+                        queued=queued, running=running, eta_s=eta, elapsed_s=now - self.started_at,
+                        paused=self.paused)
+
+    # -- workers ----------------------------------------------------------------------------------------
+
+    def _spawn(self, slot: Slot) -> None:
+        w = SlotWorker(slot, self)
+        w.message.connect(self._on_message)
+        w.stray_line.connect(self._on_stray)
+        w.exited.connect(self._on_exited)
+        self.workers.append(w)
+        self._stray[slot.id] = deque(maxlen=20)
+        w.start()
+
+    def _dispatch(self, w: SlotWorker) -> None:
+        if self.paused or self.stopping or w.trial_id is not None or not w.said_hello:
+            return
+        trial = self.scheduler.next_for(w.slot.kind)
+        if trial is None:
+            self._maybe_done()
+            return
+        lt = self.live[trial.id]
+        lt.slot, lt.state = w.slot.id, "running"
+        lt.started, lt.ended, lt.epoch = time.time(), None, 0
+        lt.steps.clear()
+        lt.log.clear()
+        w.trial_id = trial.id
+        w.send("run", trial=self._payload(trial, w.slot))
+
+    def _payload(self, trial: Trial, slot: Slot) -> dict[str, Any]:
+        m = self.models[trial.model]
+        return {"id": trial.id, "kind": m.kind, "target": m.target, "cwd": m.cwd,
+                "metrics_regex": m.metrics_regex, "config": {**trial.config, "device": slot.torch_device}}
+
+    def _on_message(self, w: SlotWorker, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        lt = self.live.get(msg.get("trial_id") or "")
+        if kind == "hello":
+            self._dispatch(w)
+        elif lt is None:
+            if kind == "log":
+                self._stray[w.slot.id].append(msg.get("line", ""))
+        elif kind == "trial_started":
+            lt.started = float(msg["t"])
+            self.store.mark_running(lt.trial.id, w.slot.id, w.slot.torch_device, lt.started)
+            self.trial_started.emit(lt.trial.id)
+        elif kind == "epoch":
+            for key, value in msg["metrics"].items():
+                lt.steps.append((key, int(msg["step"]), _float(value), float(msg["t"])))
+            lt.epoch = int(msg["step"])
+            self.epoch_reported.emit(lt.trial.id)
+        elif kind == "metric":
+            lt.steps.append((msg["key"], int(msg["step"]), _float(msg["value"]), float(msg["t"])))
+            lt.epoch = max(lt.epoch, int(msg["step"]))
+            self.epoch_reported.emit(lt.trial.id)
+        elif kind == "log":
+            self._log(lt, msg.get("line", ""))
+        elif kind in ("trial_finished", "trial_failed"):
+            state = "finished" if kind == "trial_finished" else "failed"
+            self._end_trial(lt, state, msg.get("metrics", {}), msg.get("reason"), float(msg["t"]))
+            w.trial_id = None
+            self._dispatch(w)
+
+    def _log(self, lt: LiveTrial, line: str) -> None:
+        lt.log.append(line)
+        self.log_line.emit(lt.trial.id, line)
+
+    def _on_stray(self, w: SlotWorker, line: str) -> None:
+        if w.trial_id is not None:
+            self._log(self.live[w.trial_id], line)
+        else:
+            self._stray[w.slot.id].append(line)
+
+    def _end_trial(self, lt: LiveTrial, state: str, metrics: dict[str, Any], reason: str | None,
+                   ended: float) -> None:
+        lt.state, lt.ended, lt.reason = state, ended, reason
+        lt.metrics = {k: _float(v) for k, v in metrics.items()}
+        if state in ("finished", "failed"):
+            self.store.finish_trial(lt.trial.id, state, ended, lt.metrics, reason, lt.steps, "\n".join(lt.log))
+        self.trial_ended.emit(lt.trial.id)
+
+    def _on_exited(self, w: SlotWorker, description: str) -> None:
+        if w not in self.workers:
+            return
+        self.workers.remove(w)
+        w.deleteLater()
+        if self.status is not None:  # shut down after the run ended
+            return
+        if w.trial_id is not None:
+            lt = self.live[w.trial_id]
+            if self.stopping:
+                lt.state, lt.ended = "stopped", time.time()
+                self.trial_ended.emit(lt.trial.id)
+            else:
+                self._log(lt, f"[gridwatch] {description}")
+                self._end_trial(lt, "failed", {}, description, time.time())
+        if self.stopping:
+            if not self.workers:
+                self._finalize()
+            return
+        if len(self.scheduler):
+            self._replace(w, description)
+        self._maybe_done()
+
+    def _replace(self, w: SlotWorker, description: str) -> None:
+        slot = w.slot
+        if not w.said_hello:
+            self._bad_starts[slot.id] = self._bad_starts.get(slot.id, 0) + 1
+            if self._bad_starts[slot.id] >= MAX_BAD_STARTS:
+                last = " | ".join(list(self._stray[slot.id])[-3:])
+                self.notice.emit(f"slot {slot.id} given up: {description}" + (f": {last}" if last else ""))
+                return
+        self._spawn(slot)
+
+    def _maybe_done(self) -> None:
+        if self.status is not None or self.stopping:
+            return
+        if any(w.trial_id is not None for w in self.workers):
+            return
+        if len(self.scheduler) and self.scheduler.runnable_on({w.slot.kind for w in self.workers}):
+            return  # idle workers pick it up after their hello, or on resume
+        if len(self.scheduler):
+            self.notice.emit(f"{len(self.scheduler)} queued trials left: no working slot can run them")
+        for w in self.workers:
+            w.send("shutdown")
+            w.proc.closeWriteChannel()
+        self._finalize()
+
+    def close(self, timeout_ms: int = STOP_GRACE_MS) -> None:
+        """After the run: wait for the workers to exit (they were told to), kill any that do not."""
+        for w in list(self.workers):
+            if not w.proc.waitForFinished(timeout_ms):
+                w.kill()
+                w.proc.waitForFinished(1000)
+
+    def _finalize(self) -> None:
+        if self.status is not None:
+            return
+        p = self.progress()
+        if self.stopping:
+            self.status = "stopped"
+        elif p.failed or p.queued:
+            self.status = "failed"
+        else:
+            self.status = "done"
+        self.store.end_session(self.status)
+        self.finished.emit(self.status)
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

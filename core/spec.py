@@ -1,0 +1,294 @@
+"""Grid file (TOML) -> validated GridSpec.
+
+Every problem becomes one SpecError naming the file and the key, so the CLI can print a single line and
+the window can show it inline. Nothing from the grid file is imported or executed here: trainables are
+located on disk and checked with `ast`, which keeps the GUI process free of torch.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import locate
+
+DEVICES = ("cpu", "gpu", "any")
+GOALS = ("max", "min")
+RESERVED = ("fold", "n_folds", "seed", "device")
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+RUN_KEYS = {"name", "folds", "seed"}
+DEVICE_KEYS = {"cpu_slots", "threads_per_cpu_slot", "gpus", "gpu_slots_per_gpu"}
+MODEL_KEYS = {
+    "name", "trainable", "command", "device", "grid", "fixed", "metric", "goal", "metrics_regex", "cwd",
+}
+TOP_KEYS = {"run", "devices", "model"}
+
+
+class SpecError(ValueError):
+    """A grid file problem: which file, which key, what is wrong."""
+
+    def __init__(self, path: str | Path, key: str, message: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.message = message
+        super().__init__(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    cpu_slots: int | None = None  # None = auto
+    threads_per_cpu_slot: int = 1
+    gpus: tuple[int, ...] | None = None  # None = all
+    gpu_slots_per_gpu: int = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # "python" | "command"
+    target: str  # "module:function", "/abs/file.py:function" or the command template
+    device: str
+    grid: dict[str, list[Any]]
+    fixed: dict[str, Any]
+    cwd: str
+    metric: str | None = None
+    goal: str | None = None
+    metrics_regex: str | None = None
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    path: str
+    name: str
+    folds: int
+    seed: int
+    devices: DeviceSpec
+    models: tuple[ModelSpec, ...]
+    text: str = field(default="", repr=False)
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.path).parent
+
+
+def load_grid(path: str | Path) -> GridSpec:
+    """Read and validate a grid file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(p, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(p, "", f"cannot read: {exc}") from None
+    return parse_grid(text, p)
+
+
+def parse_grid(text: str, path: str | Path) -> GridSpec:
+    p = Path(path).resolve()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(path, exc) from None
+    return _grid(data, p, text)
+
+
+def _toml_error(path: str | Path, exc: tomllib.TOMLDecodeError) -> SpecError:
+    msg = str(exc)
+    m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+    if m:
+        reason = msg[: m.start()].strip()
+        return SpecError(f"{path}:{m.group(1)}:{m.group(2)}", "", f"invalid TOML: {reason}")
+    return SpecError(path, "", f"invalid TOML: {msg}")
+
+
+def _grid(data: dict[str, Any], path: Path, text: str) -> GridSpec:
+    _no_unknown(path, "", data, TOP_KEYS)
+    run = _table(path, "run", data.get("run", {}))
+    _no_unknown(path, "run", run, RUN_KEYS)
+    name = _str(path, "run.name", run.get("name", path.stem.split(".")[0]))
+    if not NAME_RE.match(name):
+        raise SpecError(path, "run.name", f"{name!r} may use only letters, digits, '_', '.', '-'")
+    folds = _int(path, "run.folds", run.get("folds", 5), minimum=2)
+    seed = _int(path, "run.seed", run.get("seed", 0), minimum=0)
+    devices = _devices(path, _table(path, "devices", data.get("devices", {})))
+    raw_models = data.get("model")
+    if raw_models is None:
+        raise SpecError(path, "model", "no [[model]] tables: add at least one")
+    if not isinstance(raw_models, list) or not all(isinstance(m, dict) for m in raw_models):
+        raise SpecError(path, "model", "must be an array of tables, written [[model]]")
+    if not raw_models:
+        raise SpecError(path, "model", "no [[model]] tables: add at least one")
+    models = tuple(_model(path, i, m) for i, m in enumerate(raw_models))
+    seen: set[str] = set()
+    for i, m in enumerate(models):
+        if m.name in seen:
+            raise SpecError(path, f"model[{i}].name", f"duplicate model name {m.name!r}")
+        seen.add(m.name)
+    return GridSpec(str(path), name, folds, seed, devices, models, text)
+
+
+def _devices(path: Path, d: dict[str, Any]) -> DeviceSpec:
+    _no_unknown(path, "devices", d, DEVICE_KEYS)
+    cpu = d.get("cpu_slots", "auto")
+    cpu_slots = None if cpu == "auto" else _int(path, "devices.cpu_slots", cpu, minimum=0, auto=True)
+    threads = _int(path, "devices.threads_per_cpu_slot", d.get("threads_per_cpu_slot", 1), minimum=1)
+    per_gpu = _int(path, "devices.gpu_slots_per_gpu", d.get("gpu_slots_per_gpu", 1), minimum=1)
+    return DeviceSpec(cpu_slots, threads, _gpus(path, d.get("gpus", "all")), per_gpu)
+
+
+def _gpus(path: Path, value: Any) -> tuple[int, ...] | None:
+    if value == "all":
+        return None
+    if value == "none":
+        return ()
+    ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                         for v in value)
+    if not ok:
+        raise SpecError(path, "devices.gpus", f'must be "all", "none" or a list of GPU indices, not {value!r}')
+    return tuple(value)
+
+
+def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
+    where = f"model[{i}]"
+    name = m.get("name")
+    if name is None:
+        raise SpecError(path, f"{where}.name", "missing: every [[model]] needs a name")
+    name = _str(path, f"{where}.name", name)
+    if not NAME_RE.match(name):
+        raise SpecError(path, f"{where}.name", f"{name!r} may use only letters, digits, '_', '.', '-'")
+    where = f"model[{i}] ({name})"
+    _no_unknown(path, where, m, MODEL_KEYS)
+    device = _str(path, f"{where}.device", m.get("device", "any"))
+    if device not in DEVICES:
+        raise SpecError(path, f"{where}.device", f"{device!r} is not one of {', '.join(DEVICES)}")
+    grid = _axes(path, where, _table(path, f"{where}.grid", m.get("grid", {})))
+    fixed = _table(path, f"{where}.fixed", m.get("fixed", {}))
+    for key in fixed:
+        _param_name(path, f"{where}.fixed.{key}", key)
+        if key in grid:
+            raise SpecError(path, f"{where}.fixed.{key}", "also given in [model.grid]; keep one")
+    base = path.parent
+    cwd = str((base / _str(path, f"{where}.cwd", m["cwd"])).resolve()) if "cwd" in m else str(base)
+    if not Path(cwd).is_dir():
+        raise SpecError(path, f"{where}.cwd", f"no such folder: {cwd}")
+    kind, target = _trainable(path, where, m, base)
+    if kind == "command":
+        _check_template(path, f"{where}.command", target, set(grid) | set(fixed) | set(RESERVED))
+    regex = _regex(path, where, m, kind)
+    metric = _str(path, f"{where}.metric", m["metric"]) if "metric" in m else None
+    goal = _str(path, f"{where}.goal", m["goal"]) if "goal" in m else None
+    if goal is not None and goal not in GOALS:
+        raise SpecError(path, f"{where}.goal", f'{goal!r} must be "max" or "min"')
+    return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex)
+
+
+def _trainable(path: Path, where: str, m: dict[str, Any], base: Path) -> tuple[str, str]:
+    has_t, has_c = "trainable" in m, "command" in m
+    if has_t == has_c:
+        what = "both" if has_t else "neither"
+        raise SpecError(path, f"{where}.trainable", f"give exactly one of trainable or command ({what} given)")
+    if has_c:
+        cmd = _str(path, f"{where}.command", m["command"]).strip()
+        if not cmd:
+            raise SpecError(path, f"{where}.command", "is empty")
+        return "command", cmd
+    ref = _str(path, f"{where}.trainable", m["trainable"])
+    try:
+        return "python", locate.check_trainable(ref, base)
+    except locate.LocateError as exc:
+        raise SpecError(path, f"{where}.trainable", str(exc)) from None
+
+
+def _check_template(path: Path, key: str, template: str, known: set[str]) -> None:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise SpecError(path, key, f"bad template: {exc}") from None
+    for f in fields:
+        root = re.split(r"[.\[]", f, maxsplit=1)[0]
+        if not root:
+            raise SpecError(path, key, "empty {} field: name a parameter, e.g. {lr}")
+        if root not in known:
+            raise SpecError(path, key, f"{{{root}}} is not a grid, fixed or built-in parameter")
+
+
+def _regex(path: Path, where: str, m: dict[str, Any], kind: str) -> str | None:
+    if "metrics_regex" not in m:
+        return None
+    key = f"{where}.metrics_regex"
+    if kind != "command":
+        raise SpecError(path, key, "only applies to command trainables")
+    rx = _str(path, key, m["metrics_regex"])
+    try:
+        compiled = re.compile(rx)
+    except re.error as exc:
+        raise SpecError(path, key, f"invalid regex: {exc}") from None
+    if not compiled.groupindex:
+        raise SpecError(path, key, "needs named groups, e.g. (?P<loss>[0-9.eE+-]+)")
+    return rx
+
+
+def _axes(path: Path, where: str, grid: dict[str, Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for axis, values in grid.items():
+        key = f"{where}.grid.{axis}"
+        _param_name(path, key, axis)
+        if not isinstance(values, list):
+            raise SpecError(path, key, f"must be a list of values, e.g. [{_toml_repr(values)}]")
+        if not values:
+            raise SpecError(path, key, "axis is empty: give at least one value")
+        for v in values:
+            if not isinstance(v, (str, int, float, bool)):
+                raise SpecError(path, key, f"values must be strings, numbers or booleans, not {v!r}")
+        if len({_toml_repr(v) for v in values}) != len(values):
+            raise SpecError(path, key, "repeats a value")
+        out[axis] = list(values)
+    return out
+
+
+def _param_name(path: Path, key: str, name: str) -> None:
+    if name in RESERVED:
+        raise SpecError(path, key, f"{name!r} is set by gridwatch for every trial; pick another name")
+    if not name.isidentifier():
+        raise SpecError(path, key, f"{name!r} is not a valid parameter name (letters, digits, '_')")
+
+
+def _no_unknown(path: Path, where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            full = f"{where}.{key}" if where else key
+            raise SpecError(path, full, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+
+def _table(path: Path, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(path, key, f"must be a table, not {type(value).__name__}")
+    return value
+
+
+def _str(path: Path, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise SpecError(path, key, f"must be a string, not {_toml_repr(value)}")
+    return value
+
+
+def _int(path: Path, key: str, value: Any, minimum: int, auto: bool = False) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        extra = ' or "auto"' if auto else ""
+        raise SpecError(path, key, f"must be a whole number{extra}, not {_toml_repr(value)}")
+    if value < minimum:
+        raise SpecError(path, key, f"must be at least {minimum}, not {value}")
+    return value
+
+
+def _toml_repr(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)

@@ -1,0 +1,213 @@
+"""ResultStore: one run per SQLite file (WAL), each trial committed atomically when it ends.
+
+Resume reads which trials are `finished` and skips them; everything else runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.spec import GridSpec
+from core.trials import Trial
+
+SCHEMA_VERSION = 1
+APP = "gridwatch"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, grid_path TEXT, grid_text TEXT, models TEXT,
+    folds INTEGER, host TEXT, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), started REAL NOT NULL,
+    ended REAL, status TEXT NOT NULL DEFAULT 'running', slots TEXT
+);
+CREATE TABLE IF NOT EXISTS trials (
+    id TEXT PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
+    config_key TEXT NOT NULL, params TEXT NOT NULL, fold INTEGER NOT NULL, device_pref TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued', slot TEXT, device TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    started REAL, ended REAL, reason TEXT, metrics TEXT, log_tail TEXT, session_id INTEGER, ord INTEGER
+);
+CREATE TABLE IF NOT EXISTS steps (
+    trial_id TEXT NOT NULL REFERENCES trials(id), key TEXT NOT NULL, step INTEGER NOT NULL,
+    value REAL, t REAL, PRIMARY KEY (trial_id, key, step)
+);
+"""
+
+DONE_STATES = ("finished",)
+END_STATES = ("finished", "failed", "stopped")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    id: str
+    model: str
+    config_key: str
+    params: dict[str, Any]
+    fold: int
+    device_pref: str
+    state: str
+    slot: str | None
+    device: str | None
+    attempts: int
+    started: float | None
+    ended: float | None
+    reason: str | None
+    metrics: dict[str, float]
+    log_tail: str
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+
+class ResultStore:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise StoreError(f"{self.path}: no such results file")
+        if create:
+            self._create_private(self.path)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=10.0)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._check_ours(create)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a gridwatch results file ({exc})") from None
+        self.run_id: int | None = None
+        self.session_id: int | None = None
+
+    @staticmethod
+    def _create_private(path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)  # results are the user's alone
+            os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create results file ({exc.strerror})") from None
+
+    def _check_ours(self, create: bool) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            if not create:
+                raise StoreError(f"{self.path}: empty file, not a gridwatch results file")
+            with self.db:
+                self.db.executescript(SCHEMA)
+                self.db.executemany("INSERT INTO meta VALUES (?, ?)",
+                                    [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
+            return
+        meta = dict(self.db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
+        if meta.get("app") != APP:
+            raise StoreError(f"{self.path}: not a gridwatch results file")
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer gridwatch (schema {version}); upgrade to open it")
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def begin(self, grid: GridSpec, trials: list[Trial], slots: list[str]) -> set[str]:
+        """Record the run (once per file) and this session; return the ids already finished."""
+        now = time.time()
+        models = [{"name": m.name, "metric": m.metric, "goal": m.goal, "kind": m.kind, "target": m.target,
+                   "device": m.device, "axes": list(m.grid)} for m in grid.models]
+        with self.db:
+            row = self.db.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                cur = self.db.execute(
+                    "INSERT INTO runs (name, grid_path, grid_text, models, folds, host, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (grid.name, grid.path, grid.text, json.dumps(models), grid.folds, socket.gethostname(), now))
+                self.run_id = int(cur.lastrowid or 0)
+            else:
+                self.run_id = int(row[0])
+                self.db.execute("UPDATE runs SET grid_text=?, models=? WHERE id=?",
+                                (grid.text, json.dumps(models), self.run_id))
+            cur = self.db.execute("INSERT INTO sessions (run_id, started, slots) VALUES (?, ?, ?)",
+                                  (self.run_id, now, json.dumps(slots)))
+            self.session_id = int(cur.lastrowid or 0)
+            self.db.executemany(
+                "INSERT OR IGNORE INTO trials (id, run_id, model, config_key, params, fold, device_pref, ord) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(t.id, self.run_id, t.model, t.config_key, json.dumps(t.params), t.fold, t.device_pref, i)
+                 for i, t in enumerate(trials)])
+            ids = [t.id for t in trials]
+            done = self._states(ids, DONE_STATES)
+            self.db.executemany("UPDATE trials SET state='queued', slot=NULL, session_id=NULL "
+                                "WHERE id=? AND state NOT IN ('finished')", [(i,) for i in ids])
+        return done
+
+    def _states(self, ids: list[str], states: tuple[str, ...]) -> set[str]:
+        marks = ",".join("?" * len(states))
+        rows = self.db.execute(f"SELECT id FROM trials WHERE state IN ({marks})", states).fetchall()
+        wanted = set(ids)
+        return {r[0] for r in rows if r[0] in wanted}
+
+    def mark_running(self, trial_id: str, slot: str, device: str, started: float) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE trials SET state='running', slot=?, device=?, started=?, ended=NULL, reason=NULL, "
+                "attempts=attempts+1, session_id=? WHERE id=?",
+                (slot, device, started, self.session_id, trial_id))
+
+    def finish_trial(self, trial_id: str, state: str, ended: float, metrics: dict[str, float],
+                     reason: str | None, steps: list[tuple[str, int, float, float]], log_tail: str) -> None:
+        """One transaction: the trial's end, its final metrics and every per-epoch value, or none of it."""
+        with self.db:
+            self.db.execute("DELETE FROM steps WHERE trial_id=?", (trial_id,))
+            self.db.executemany("INSERT OR REPLACE INTO steps (trial_id, key, step, value, t) "
+                                "VALUES (?, ?, ?, ?, ?)", [(trial_id, *s) for s in steps])
+            self.db.execute("UPDATE trials SET state=?, ended=?, metrics=?, reason=?, log_tail=? WHERE id=?",
+                            (state, ended, json.dumps(metrics), reason, log_tail, trial_id))
+
+    def end_session(self, status: str) -> None:
+        if self.session_id is None:
+            return
+        with self.db:
+            self.db.execute("UPDATE sessions SET ended=?, status=? WHERE id=?",
+                            (time.time(), status, self.session_id))
+            self.db.execute("UPDATE trials SET state='queued' WHERE state='running' AND session_id=?",
+                            (self.session_id,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def run_info(self) -> dict[str, Any]:
+        row = self.db.execute("SELECT name, grid_path, models, folds, created FROM runs ORDER BY id LIMIT 1"
+                              ).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: holds no run yet")
+        return {"name": row[0], "grid_path": row[1], "models": json.loads(row[2] or "[]"), "folds": row[3],
+                "created": row[4]}
+
+    def trials(self) -> list[TrialRow]:
+        rows = self.db.execute(
+            "SELECT id, model, config_key, params, fold, device_pref, state, slot, device, attempts, started, "
+            "ended, reason, metrics, log_tail FROM trials ORDER BY ord, id").fetchall()
+        return [TrialRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+                         r[12], json.loads(r[13] or "{}"), r[14] or "") for r in rows]
+
+    def steps(self, trial_id: str) -> list[tuple[str, int, float]]:
+        rows = self.db.execute("SELECT key, step, value FROM steps WHERE trial_id=? ORDER BY key, step",
+                               (trial_id,)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def session_times(self) -> tuple[float, float | None]:
+        row = self.db.execute("SELECT started, ended FROM sessions WHERE id=?", (self.session_id,)).fetchone()
+        return (row[0], row[1]) if row else (time.time(), None)

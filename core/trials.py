@@ -1,0 +1,54 @@
+"""Expand a GridSpec into trials: model x grid product x folds, each with a stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from core.spec import GridSpec, ModelSpec
+
+
+@dataclass(frozen=True)
+class Trial:
+    id: str  # stable across runs of the same grid: model, params and fold only
+    model: str
+    config_key: str  # same for every fold of one config: the leaderboard's row
+    params: dict[str, Any]  # the grid values of this trial, in the file's axis order
+    fold: int
+    device_pref: str  # "cpu" | "gpu" | "any"
+    config: dict[str, Any]  # fixed | params | fold, n_folds, seed ("device" is added by the worker's slot)
+
+
+def config_key(model: str, params: dict[str, Any]) -> str:
+    blob = json.dumps([model, params], sort_keys=True, separators=(",", ":"))
+    return f"{model}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+def expand(grid: GridSpec) -> list[Trial]:
+    """All trials, folds of one config next to each other (its leaderboard row completes early)."""
+    return [t for m in grid.models for t in _model_trials(grid, m)]
+
+
+def count(grid: GridSpec) -> int:
+    total = 0
+    for m in grid.models:
+        n = 1
+        for values in m.grid.values():
+            n *= len(values)
+        total += n * grid.folds
+    return total
+
+
+def _model_trials(grid: GridSpec, m: ModelSpec) -> list[Trial]:
+    axes = list(m.grid)
+    out = []
+    for combo in itertools.product(*(m.grid[a] for a in axes)):
+        params = dict(zip(axes, combo))
+        key = config_key(m.name, params)
+        for fold in range(grid.folds):
+            config = {**m.fixed, **params, "fold": fold, "n_folds": grid.folds, "seed": grid.seed}
+            out.append(Trial(f"{key}-f{fold}", m.name, key, params, fold, m.device, config))
+    return out

@@ -1,0 +1,202 @@
+"""The slot worker: a long-lived child process that runs trial after trial.
+
+Started as `python -m core.worker`. It imports no Qt (it must start fast) and imports torch only if a
+trainable does. The protocol travels on a private duplicate of the original stdout; fd 1 is pointed at
+stderr and sys.stdout/sys.stderr become log streams, so nothing a trainable prints can corrupt it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from core import commands, protocol
+from core.locate import load_trainable
+from core.metrics import clean_metrics
+
+_current_trial: str | None = None
+
+
+class Channel:
+    """Writes whole protocol lines with one os.write each, so threads (and forked children) never interleave."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lock = threading.Lock()
+
+    def send(self, type_: str, **fields: Any) -> None:
+        data = protocol.encode(type_, t=time.time(), **fields)
+        with self.lock:
+            view = memoryview(data)
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+
+
+class LogStream:
+    """Replaces sys.stdout/sys.stderr in the worker: each printed line becomes a `log` message."""
+
+    def __init__(self, chan: Channel, stream: str) -> None:
+        self.chan, self.stream, self.buf = chan, stream, ""
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            self.buf += text
+            *lines, self.buf = self.buf.split("\n")
+        for line in lines:
+            self.chan.send("log", trial_id=_current_trial, stream=self.stream, line=line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            line, self.buf = self.buf, ""
+        if line:
+            self.chan.send("log", trial_id=_current_trial, stream=self.stream, line=line)
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 2
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+
+def run_python(chan: Channel, trial: dict[str, Any]) -> dict[str, Any]:
+    fn = load_trainable(trial["target"], trial["cwd"])
+    _limit_torch_threads()
+    step = 0
+
+    def report(**metrics: Any) -> None:
+        nonlocal step
+        step += 1
+        values, _ = clean_metrics(metrics)
+        chan.send("epoch", trial_id=trial["id"], step=step, metrics=values)
+
+    config = dict(trial["config"])
+    result = fn(config, report) if _wants_report(fn) else fn(config)
+    if not isinstance(result, dict):
+        raise TrialError(f"trainable returned {type(result).__name__}, expected a dict of metrics")
+    return result
+
+
+def _wants_report(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _limit_torch_threads() -> None:
+    torch = sys.modules.get("torch")
+    n = os.environ.get("GRIDWATCH_THREADS")
+    if torch is not None and n and torch.get_num_threads() != int(n):
+        torch.set_num_threads(int(n))
+
+
+class TrialError(RuntimeError):
+    """A trial failed for a reason that needs no traceback."""
+
+
+def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
+    global _current_trial
+    _current_trial = trial["id"]
+    chan.send("trial_started", trial_id=trial["id"], pid=os.getpid())
+    try:
+        if trial["kind"] == "command":
+            raw = commands.run_command(trial, chan)
+        else:
+            raw = run_python(chan, trial)
+        metrics, problem = clean_metrics(raw, strict=True)
+        if problem:
+            raise TrialError(problem)
+    except (TrialError, commands.CommandError) as exc:
+        _finish_failed(chan, trial["id"], str(exc))
+    except BaseException as exc:  # noqa: BLE001 - the trainable may raise anything, even SystemExit
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        sys.stderr.flush()
+        reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+        _finish_failed(chan, trial["id"], reason)
+    else:
+        _flush_logs()
+        chan.send("trial_finished", trial_id=trial["id"], metrics=metrics)
+    finally:
+        _current_trial = None
+
+
+def _finish_failed(chan: Channel, trial_id: str, reason: str) -> None:
+    _flush_logs()
+    chan.send("trial_failed", trial_id=trial_id, reason=reason)
+
+
+def _flush_logs() -> None:
+    for s in (sys.stdout, sys.stderr):
+        s.flush()
+
+
+def _die_with_parent(parent: int) -> None:
+    """If the app dies, even by kill -9, take this worker and its children down too."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                _exit_group(0)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:
+        _exit_group(0)
+
+
+def _exit_group(code: int) -> None:
+    if os.getpgid(0) == os.getpid():  # we lead our own group: take DataLoader/command children too
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.killpg(0, signal.SIGKILL)
+    os._exit(code)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the app, which stops us cleanly
+    signal.signal(signal.SIGTERM, lambda *_: _exit_group(143))
+    parent = int(os.environ.get("GRIDWATCH_PARENT_PID", os.getppid()))
+    _die_with_parent(parent)
+    chan = Channel(os.dup(1))
+    os.dup2(2, 1)
+    sys.stdout = LogStream(chan, "stdout")  # type: ignore[assignment]
+    sys.stderr = LogStream(chan, "stderr")  # type: ignore[assignment]
+    chan.send("hello", pid=os.getpid(), slot=os.environ.get("GRIDWATCH_SLOT", ""),
+              device=os.environ.get("GRIDWATCH_DEVICE", "cpu"), python=sys.version.split()[0])
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = protocol.decode(line)
+        if msg["type"] == "shutdown":
+            break
+        if msg["type"] == "run":
+            run_trial(chan, msg["trial"])
+    _flush_logs()
+    # Results live in the parent; skip interpreter teardown, which takes ~1 s once torch is loaded.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

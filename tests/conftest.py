@@ -1,0 +1,23 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Demo datasets go to a throwaway folder, never the user's cache (workers inherit the variable)."""
+    os.environ["GRIDWATCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A folder outside the repository, as a user's project would be."""
+    assert REPO not in tmp_path.parents
+    return tmp_path

@@ -1,0 +1,166 @@
+"""The real `gridwatch` CLI in a child process: end to end, reports, Ctrl-C and --resume."""
+
+import csv
+import io
+import json
+import signal
+import sqlite3
+import time
+
+import psutil
+import pytest
+
+from helpers import REPO, alive, cli, cli_popen, descendants, grid, write
+
+ARGPARSE_SCRIPT = """
+import argparse, time
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, required=True)
+p.add_argument("--steps", type=int, default=3)
+p.add_argument("--device", default="cpu")
+a = p.parse_args()
+for step in range(a.steps):
+    print(f"step {step}: loss: {1.0 / (step + 1) * a.lr:.3f}")
+print(f"acc={0.5 + a.lr:.2f} device={a.device}")
+"""
+
+
+def test_command_trainable_captures_each_loss_step(outside):
+    write(outside / "train.py", ARGPARSE_SCRIPT)
+    g = grid(outside, """
+        [[model]]
+        name = "script"
+        command = "python train.py --lr {lr} --steps {steps} --device {device}"
+        metric = "loss"
+        [model.grid]
+        lr = [0.1, 0.2]
+        [model.fixed]
+        steps = 4
+        """)
+    r = cli("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
+    assert r.returncode == 0, r.stderr
+    assert "Leaderboard" in r.stdout and "loss ↓" in r.stdout and "speedup" in r.stdout
+    db = sqlite3.connect(outside / "r.db")
+    steps = db.execute("SELECT step, value FROM steps WHERE key='loss' AND trial_id LIKE 'script-%-f0' "
+                       "ORDER BY trial_id, step").fetchall()
+    assert [s for s, _ in steps] == [1, 2, 3, 4, 1, 2, 3, 4]
+    assert [v for _, v in steps[:4]] == [0.1, 0.05, 0.033, 0.025]
+    finals = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM trials")]
+    assert all(m["acc"] in (0.6, 0.7) and m["loss"] in (0.025, 0.05) for m in finals)
+
+
+def test_report_formats(outside):
+    write(outside / "fit.py", "def train(config):\n    return {'score': config['a'] * 10 + config['fold']}\n")
+    g = grid(outside, '[[model]]\nname = "f"\ntrainable = "fit.py:train"\n[model.grid]\na = [1, 2]\nb = ["x"]\n')
+    assert cli("run", str(g), "--db", str(outside / "r.db"), "--quiet", cwd=outside).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(cli("report", str(outside / "r.db"), "--format", "csv",
+                                               cwd=outside).stdout)))
+    assert len(rows) == 4
+    for col in ("trial_id", "model", "fold", "param.a", "param.b", "state", "device", "slot", "start", "end",
+                "duration_s", "metric.score"):
+        assert col in rows[0], col
+    data = json.loads(cli("report", str(outside / "r.db"), "--format", "json", cwd=outside).stdout)
+    assert sorted(d["metric.score"] for d in data) == [10, 11, 20, 21]
+    assert all(d["end"] >= d["start"] and d["state"] == "finished" for d in data)
+    table = cli("report", str(outside / "r.db"), cwd=outside).stdout
+    assert "score" in table and table.count("finished") == 4
+    bad = cli("report", str(outside / "fit.py"), cwd=outside)
+    assert bad.returncode == 2 and "not a gridwatch results file" in bad.stderr
+
+
+def test_existing_db_needs_resume(outside):
+    write(outside / "fit.py", "def train(config):\n    return {'s': 1}\n")
+    g = grid(outside, '[[model]]\nname = "f"\ntrainable = "fit.py:train"\n')
+    assert cli("run", str(g), "--db", str(outside / "r.db"), cwd=outside).returncode == 0
+    again = cli("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = cli("run", str(g), "--db", str(outside / "r.db"), "--resume", cwd=outside)
+    assert resumed.returncode == 0 and "0 trials to run (2 already finished, skipped)" in resumed.stderr
+
+
+def test_failed_trial_gives_exit_1(outside):
+    write(outside / "fit.py", "def train(config):\n    if config['fold']:\n        raise RuntimeError('no')\n"
+                              "    return {'s': 1}\n")
+    g = grid(outside, '[[model]]\nname = "f"\ntrainable = "fit.py:train"\n')
+    r = cli("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
+    assert r.returncode == 1 and "RuntimeError: no" in r.stdout
+
+
+SLOW = "import time\ndef train(config):\n    time.sleep(0.6)\n    return {'s': float(config['fold'])}\n"
+
+
+def _finished(db_path):
+    try:
+        db = sqlite3.connect(db_path, timeout=1)
+        try:
+            return {r[0] for r in db.execute("SELECT id FROM trials WHERE state='finished'")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return set()
+
+
+def test_ctrl_c_stops_workers_keeps_results_and_resume_runs_the_rest(outside):
+    write(outside / "slow.py", SLOW)
+    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:train"\n[model.grid]\nx = [1, 2, 3, 4, 5]\n')
+    db = outside / "r.db"
+    proc = cli_popen("run", str(g), "--db", str(db), cwd=outside)
+    deadline = time.time() + 60
+    while len(_finished(db)) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    kids = descendants(proc.pid)
+    assert len(kids) >= 2, "two slot workers are running"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    gone_by = time.time() + 5
+    while alive(kids) and time.time() < gone_by:
+        time.sleep(0.1)
+    assert not alive(kids), "no worker process is left behind"
+    before = _finished(db)
+    assert 3 <= len(before) < 10 and "--resume" in err
+    r = cli("run", str(g), "--db", str(db), "--resume", cwd=outside)
+    assert r.returncode == 0, r.stderr
+    assert f"{10 - len(before)} trials to run ({len(before)} already finished, skipped)" in r.stderr
+    conn = sqlite3.connect(db)
+    sessions = dict(conn.execute("SELECT id, status FROM sessions"))
+    assert list(sessions.values()) == ["stopped", "done"]
+    second = {t for (t,) in conn.execute("SELECT id FROM trials WHERE session_id=2")}
+    assert not (second & before), "no finished trial ran again"
+    assert len(_finished(db)) == 10
+
+
+def test_demo_grid_end_to_end(tmp_path):
+    """The built-in demo: every trial stored, a leaderboard printed (about a minute on 2 cores)."""
+    r = cli("run", str(REPO / "resources" / "demo.toml"), "--quiet", cwd=tmp_path, timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Leaderboard" in r.stdout and "mlp" in r.stdout and "lstm" in r.stdout
+    dbs = list((tmp_path / "runs").glob("pose-demo-*.gridwatch.db"))
+    assert len(dbs) == 1
+    conn = sqlite3.connect(dbs[0])
+    assert conn.execute("SELECT COUNT(*) FROM trials WHERE state='finished'").fetchone()[0] == 48
+    assert conn.execute("SELECT COUNT(DISTINCT trial_id) FROM steps WHERE key='val_acc'").fetchone()[0] == 48
+
+
+@pytest.mark.parametrize("args", [["devices"], []])
+def test_other_commands(args, tmp_path):
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == 0
+    if args:
+        assert "CPU:" in r.stdout and ("GPU 0" in r.stdout or "no NVIDIA GPU" in r.stdout)
+    else:
+        assert "usage" in r.stdout
+
+
+def test_no_leftover_processes_after_normal_run(outside):
+    write(outside / "fit.py", "def train(config):\n    return {'s': 1}\n")
+    g = grid(outside, '[[model]]\nname = "f"\ntrainable = "fit.py:train"\n')
+    proc = cli_popen("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
+    kids: list[psutil.Process] = []
+    while proc.poll() is None:
+        kids += [k for k in descendants(proc.pid) if k not in kids]
+        time.sleep(0.05)
+    proc.communicate()
+    assert proc.returncode == 0
+    time.sleep(0.5)
+    assert not alive(kids)

@@ -1,0 +1,96 @@
+"""RunSession with real QProcess workers, driven by the Qt event loop of pytest-qt."""
+
+import pytest
+
+from core.headless import PlanError, plan_run
+from core.session import RunSession
+from helpers import grid, write
+
+ENV_PROBE = """
+import os, sys
+def fit(config):
+    import torch
+    return {
+        "cuda_visible": float(os.environ["CUDA_VISIBLE_DEVICES"]),
+        "omp": float(os.environ["OMP_NUM_THREADS"]),
+        "torch_threads": float(torch.get_num_threads()),
+        "pid": float(os.getpid()),
+        "qt": float(any(m.startswith("PySide6") for m in sys.modules)),
+        "device_is_cpu": float(config["device"] == "cpu"),
+    }
+"""
+
+CRASHY = """
+import os, signal, time
+def fit(config):
+    if config["fold"] == 0 and config["how"] == "exit":
+        os._exit(3)
+    if config["fold"] == 0 and config["how"] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return {"score": config["fold"] + 1.0}
+"""
+
+
+def _run(qtbot, planned, timeout=60_000):
+    session = RunSession(planned.grid, planned.trials, planned.slots, planned.store, planned.done_ids)
+    with qtbot.waitSignal(session.finished, timeout=timeout):
+        session.start()
+    session.close()
+    return session
+
+
+def test_cpu_slots_see_no_gpu_and_their_thread_count(qtbot, outside):
+    write(outside / "probe.py", ENV_PROBE)
+    g = grid(outside, '[[model]]\nname = "p"\ntrainable = "probe.py:fit"\n[model.grid]\nx = [1, 2, 3]\n',
+             devices="cpu_slots = 2\nthreads_per_cpu_slot = 2\ngpus = \"none\"")
+    planned = plan_run(g, db=outside / "r.db")
+    session = _run(qtbot, planned)
+    assert session.status == "done"
+    rows = planned.store.trials()
+    assert len(rows) == 6 and all(r.state == "finished" for r in rows)
+    for r in rows:
+        assert r.metrics["cuda_visible"] == -1 and r.metrics["omp"] == 2 and r.metrics["torch_threads"] == 2
+        assert r.metrics["qt"] == 0 and r.metrics["device_is_cpu"] == 1
+    pids = {r.metrics["pid"] for r in rows}
+    assert len(pids) == 2, "one long-lived worker per slot runs trial after trial"
+
+
+def test_crashed_worker_is_replaced_and_the_run_goes_on(qtbot, outside):
+    write(outside / "crashy.py", CRASHY)
+    g = grid(outside, '[[model]]\nname = "c"\ntrainable = "crashy.py:fit"\n[model.grid]\nhow = ["exit", "kill"]\n',
+             folds=3)
+    planned = plan_run(g, db=outside / "r.db")
+    session = _run(qtbot, planned)
+    assert session.status == "failed"
+    rows = {(r.params["how"], r.fold): r for r in planned.store.trials()}
+    assert rows[("exit", 0)].state == "failed" and rows[("exit", 0)].reason == "worker exited with code 3"
+    assert rows[("kill", 0)].state == "failed" and rows[("kill", 0)].reason == "worker killed by SIGKILL"
+    others = [r for k, r in rows.items() if k[1] != 0]
+    assert len(others) == 4 and all(r.state == "finished" for r in others)
+
+
+def test_pause_stops_new_dispatch(qtbot, outside):
+    write(outside / "slow.py", "import time\ndef fit(config):\n    time.sleep(0.3)\n    return {'s': 1.0}\n")
+    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:fit"\n[model.grid]\nx = [1, 2, 3, 4]\n',
+             devices="cpu_slots = 1")
+    planned = plan_run(g, db=outside / "r.db")
+    session = RunSession(planned.grid, planned.trials, planned.slots, planned.store, planned.done_ids)
+    session.start()
+    qtbot.waitUntil(lambda: bool(session.progress().running), timeout=20_000)
+    session.pause()
+    qtbot.waitUntil(lambda: not session.progress().running, timeout=20_000)
+    ended = session.progress().ended
+    qtbot.wait(800)
+    assert session.progress().ended == ended and not session.progress().running
+    with qtbot.waitSignal(session.finished, timeout=60_000):
+        session.resume()
+    session.close()
+    assert session.status == "done" and session.progress().finished == 8
+
+
+def test_gpu_only_model_without_gpu_is_bad_input(outside):
+    write(outside / "t.py", "def fit(config):\n    return {}\n")
+    g = grid(outside, '[[model]]\nname = "g"\ntrainable = "t.py:fit"\ndevice = "gpu"\n', devices='gpus = "none"')
+    with pytest.raises(PlanError, match='device = "gpu"'):
+        plan_run(g, db=outside / "r.db")

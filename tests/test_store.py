@@ -1,0 +1,74 @@
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from core import trials
+from core.spec import parse_grid
+from core.store import ResultStore, StoreError
+from helpers import write
+
+GRID = '[run]\nname="s"\nfolds=2\n[[model]]\nname="m"\ntrainable="t.py:fit"\n[model.grid]\nx=[1,2]\n'
+
+
+@pytest.fixture
+def grid(tmp_path):
+    write(tmp_path / "t.py", "def fit(config):\n    return {}\n")
+    return parse_grid(GRID, tmp_path / "g.toml")
+
+
+def test_wal_private_and_resume(tmp_path, grid):
+    ts = trials.expand(grid)
+    path = tmp_path / "runs" / "r.gridwatch.db"
+    st = ResultStore(path)
+    assert st.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert st.begin(grid, ts, ["cpu0"]) == set()
+    st.mark_running(ts[0].id, "cpu0", "cpu", 100.0)
+    st.finish_trial(ts[0].id, "finished", 101.5, {"loss": 0.5}, None, [("loss", 1, 0.7, 100.5),
+                                                                        ("loss", 2, 0.5, 101.0)], "log")
+    st.mark_running(ts[1].id, "cpu0", "cpu", 102.0)
+    st.finish_trial(ts[1].id, "failed", 103.0, {}, "boom", [], "")
+    st.mark_running(ts[2].id, "cpu0", "cpu", 104.0)  # interrupted while running
+    st.end_session("stopped")
+    st.close()
+
+    st = ResultStore(path)
+    assert st.begin(grid, ts, ["cpu0"]) == {ts[0].id}, "only finished trials are skipped"
+    rows = {r.id: r for r in st.trials()}
+    assert rows[ts[0].id].metrics == {"loss": 0.5} and rows[ts[0].id].duration == 1.5
+    assert rows[ts[1].id].state == "queued" and rows[ts[2].id].state == "queued"
+    assert st.steps(ts[0].id) == [("loss", 1, 0.7), ("loss", 2, 0.5)]
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE x (a)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="not a gridwatch results file"):
+        ResultStore(path)
+
+
+def test_not_sqlite_is_refused(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"hello, I am not a database" * 100)
+    with pytest.raises(StoreError, match="not a gridwatch results file"):
+        ResultStore(path)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.db"
+    st = ResultStore(path)
+    st.db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    st.db.commit()
+    st.close()
+    with pytest.raises(StoreError, match="newer gridwatch"):
+        ResultStore(path)
+
+
+def test_report_needs_existing_file(tmp_path):
+    with pytest.raises(StoreError, match="no such results file"):
+        ResultStore(tmp_path / "absent.db", create=False)

@@ -1,0 +1,71 @@
+"""The worker process on its own: real child, protocol on stdout only, user prints as log messages."""
+
+import json
+import os
+import subprocess
+import sys
+
+from core import protocol
+from helpers import REPO, write
+
+TRAINABLE = """
+import os, sys
+def fit(config, report):
+    print("hello from the trainable")
+    print('{"v": 1, "type": "trial_finished", "trial_id": "fake"}')  # looks like protocol, is not
+    os.write(1, b"straight to fd 1\\n")
+    for e in range(3):
+        report(loss=1.0 / (e + 1), acc=e / 3)
+    return {"loss": 0.333, "qt": float(any(m.startswith("PySide6") for m in sys.modules))}
+"""
+
+
+def _run_worker(tmp_path, trials):
+    write(tmp_path / "t.py", TRAINABLE)
+    env = dict(os.environ, PYTHONPATH=str(REPO), GRIDWATCH_SLOT="cpu0")
+    lines = "".join(protocol.encode("run", trial=t).decode() for t in trials)
+    lines += protocol.encode("shutdown").decode()
+    return subprocess.run([sys.executable, "-m", "core.worker"], input=lines, capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def _trial(tmp_path, tid="t1", target=None):
+    return {"id": tid, "kind": "python", "target": target or f"{tmp_path / 't.py'}:fit", "cwd": str(tmp_path),
+            "metrics_regex": None, "config": {"fold": 0, "n_folds": 2, "seed": 0, "device": "cpu"}}
+
+
+def test_protocol_is_clean_and_prints_become_log(tmp_path):
+    r = _run_worker(tmp_path, [_trial(tmp_path)])
+    msgs = [protocol.decode(line) for line in r.stdout.splitlines()]  # every stdout line is protocol
+    types = [m["type"] for m in msgs]
+    assert types[0] == "hello" and types[1] == "trial_started" and types[-1] == "trial_finished"
+    assert types.count("epoch") == 3 and types.count("trial_finished") == 1
+    logs = [m["line"] for m in msgs if m["type"] == "log"]
+    assert "hello from the trainable" in logs
+    assert any('"type": "trial_finished"' in line for line in logs), "a print that looks like protocol is log"
+    assert "straight to fd 1" in r.stderr, "C-level writes go to the log channel, not the protocol"
+    epochs = [m for m in msgs if m["type"] == "epoch"]
+    assert [e["step"] for e in epochs] == [1, 2, 3] and epochs[1]["metrics"] == {"loss": 0.5, "acc": 1 / 3}
+    assert msgs[-1]["metrics"] == {"loss": 0.333, "qt": 0.0}, "the worker imports no Qt"
+
+
+def test_failures_keep_the_worker_alive(tmp_path):
+    write(tmp_path / "bad.py", """
+        def raises(config):
+            raise ValueError("bad lr")
+        def nondict(config):
+            return 3
+        def nan(config):
+            return {"loss": float("nan")}
+        """)
+    targets = ["raises", "nondict", "nan"]
+    r = _run_worker(tmp_path, [_trial(tmp_path, n, f"{tmp_path / 'bad.py'}:{n}") for n in targets]
+                    + [_trial(tmp_path, "ok")])
+    msgs = [json.loads(line) for line in r.stdout.splitlines()]
+    ends = {m["trial_id"]: m for m in msgs if m["type"] in ("trial_failed", "trial_finished")}
+    assert ends["raises"]["reason"] == "ValueError: bad lr"
+    assert "returned int" in ends["nondict"]["reason"]
+    assert "loss=nan" in ends["nan"]["reason"]
+    assert ends["ok"]["type"] == "trial_finished"
+    tb = [m["line"] for m in msgs if m["type"] == "log" and m["trial_id"] == "raises"]
+    assert any("Traceback" in line for line in tb), "the traceback is in the trial's log"

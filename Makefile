@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -m venv $(VENV) || { echo "error: '$(PY) -m venv' failed; on Debian: apt-get install python3-venv"; exit 2; }
@@ -20,8 +20,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/gridwatch run resources/demo.toml
 
-test: install
+test: install lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check core gui tests benchmarks main.py
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/grid_throughput.py

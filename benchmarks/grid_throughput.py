@@ -19,10 +19,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from bench_trainable import train  # noqa: E402
-
 from core import results  # noqa: E402
 from core.headless import plan_run, run_planned  # noqa: E402
+
+from bench_trainable import train  # noqa: E402
 
 
 def grid_configs(scale: float) -> tuple[list[dict], str]:
@@ -59,7 +59,7 @@ def run_pool(configs: list[dict], n: int) -> tuple[float, dict]:
     t = time.perf_counter()
     with mp.get_context("spawn").Pool(n) as pool:
         losses = pool.map(train, configs)
-    return time.perf_counter() - t, {key(c): r["loss"] for c, r in zip(configs, losses)}
+    return time.perf_counter() - t, {key(c): r["loss"] for c, r in zip(configs, losses, strict=True)}
 
 
 def run_gridwatch(toml: str, n: int) -> tuple[float, dict, list[float]]:

@@ -105,9 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"[{slots}] -> {planned.store.path}", file=sys.stderr)
     printer = ProgressPrinter(sys.stderr, args.quiet)
     started = time.time()
-    session = run_planned(planned, on_tick=printer.tick,
-                          on_session=lambda s: s.notice.connect(lambda m: print(f"\ngridwatch: {m}",
-                                                                                file=sys.stderr)))
+
+    def listen(session: RunSession) -> None:
+        session.notice.connect(lambda m: print(f"\ngridwatch: {m}", file=sys.stderr))
+
+    session = run_planned(planned, on_tick=printer.tick, on_session=listen)
     printer.tick(session)
     printer.done()
     print_summary(planned.store, session, time.time() - started)

@@ -104,6 +104,6 @@ def dispatch_gaps(rows: list[TrialRow]) -> list[float]:
     gaps = []
     for slot_rows in by_slot.values():
         slot_rows.sort(key=lambda r: r.started or 0.0)
-        for a, b in zip(slot_rows, slot_rows[1:]):
+        for a, b in zip(slot_rows, slot_rows[1:], strict=False):
             gaps.append((b.started or 0.0) - (a.ended or 0.0))
     return gaps

@@ -46,7 +46,7 @@ def _model_trials(grid: GridSpec, m: ModelSpec) -> list[Trial]:
     axes = list(m.grid)
     out = []
     for combo in itertools.product(*(m.grid[a] for a in axes)):
-        params = dict(zip(axes, combo))
+        params = dict(zip(axes, combo, strict=True))
         key = config_key(m.name, params)
         for fold in range(grid.folds):
             config = {**m.fixed, **params, "fold": fold, "n_folds": grid.folds, "seed": grid.seed}

@@ -181,8 +181,8 @@ def main() -> None:
     _die_with_parent(parent)
     chan = Channel(os.dup(1))
     os.dup2(2, 1)
-    sys.stdout = LogStream(chan, "stdout")  # type: ignore[assignment]
-    sys.stderr = LogStream(chan, "stderr")  # type: ignore[assignment]
+    sys.stdout = LogStream(chan, "stdout")
+    sys.stderr = LogStream(chan, "stderr")
     chan.send("hello", pid=os.getpid(), slot=os.environ.get("GRIDWATCH_SLOT", ""),
               device=os.environ.get("GRIDWATCH_DEVICE", "cpu"), python=sys.version.split()[0])
     for line in sys.stdin:

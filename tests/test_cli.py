@@ -47,6 +47,8 @@ def test_command_trainable_captures_each_loss_step(outside):
     assert [v for _, v in steps[:4]] == [0.1, 0.05, 0.033, 0.025]
     finals = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM trials")]
     assert all(m["acc"] in (0.6, 0.7) and m["loss"] in (0.025, 0.05) for m in finals)
+    tails = [t for (t,) in db.execute("SELECT log_tail FROM trials")]
+    assert all("step 0: loss:" in t and "device=cpu" in t for t in tails), "the script's output is the log"
 
 
 def test_report_formats(outside):
@@ -164,3 +166,20 @@ def test_no_leftover_processes_after_normal_run(outside):
     assert proc.returncode == 0
     time.sleep(0.5)
     assert not alive(kids)
+
+
+def test_workers_exit_when_the_cli_is_killed_hard(outside):
+    write(outside / "slow.py", SLOW)
+    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:train"\n[model.grid]\nx = [1, 2, 3, 4, 5]\n')
+    proc = cli_popen("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
+    deadline = time.time() + 30
+    while len(_finished(outside / "r.db")) < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    kids = descendants(proc.pid)
+    assert kids
+    proc.kill()
+    proc.communicate(timeout=10)
+    gone_by = time.time() + 5
+    while alive(kids) and time.time() < gone_by:
+        time.sleep(0.1)
+    assert not alive(kids), "workers notice their parent died and exit within 5 s"

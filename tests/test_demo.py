@@ -28,8 +28,8 @@ def test_stratified_folds_partition_and_balance():
 
 def test_demo_trainables_learn_and_report_each_epoch():
     for fn in (train.mlp, train.lstm):
-        reports = []
+        reports: list[dict] = []
         cfg = {"fold": 0, "n_folds": 3, "seed": 0, "device": "cpu", "epochs": 2, "n_per_class": 60}
-        out = fn(cfg, lambda **m: reports.append(m))
+        out = fn(cfg, lambda _r=reports, **m: _r.append(m))
         assert len(reports) == 2 and list(reports[0]) == ["val_acc", "train_loss"]
         assert 0.0 <= out["val_acc"] <= 1.0 and out["train_loss"] > 0

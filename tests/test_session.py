@@ -4,6 +4,7 @@ import pytest
 
 from core.headless import PlanError, plan_run
 from core.session import RunSession
+
 from helpers import grid, write
 
 ENV_PROBE = """

@@ -5,6 +5,7 @@ import pytest
 from core import trials
 from core.cli import main
 from core.spec import SpecError, load_grid, parse_grid
+
 from helpers import REPO, cli, write
 
 GOOD_MODEL = '[[model]]\nname = "m"\ntrainable = "train.py:fit"\n[model.grid]\nlr = [0.1, 0.2]\n'

@@ -7,6 +7,7 @@ import pytest
 from core import trials
 from core.spec import parse_grid
 from core.store import ResultStore, StoreError
+
 from helpers import write
 
 GRID = '[run]\nname="s"\nfolds=2\n[[model]]\nname="m"\ntrainable="t.py:fit"\n[model.grid]\nx=[1,2]\n'

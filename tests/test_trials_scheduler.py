@@ -1,6 +1,7 @@
 from core import trials
 from core.scheduler import TrialScheduler, unplaceable
 from core.spec import parse_grid
+
 from helpers import write
 
 GRID = """

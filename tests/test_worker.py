@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from core import protocol
+
 from helpers import REPO, write
 
 TRAINABLE = """

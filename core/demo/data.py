@@ -91,7 +91,7 @@ def load(n_per_class: int = 800, frames: int = 24, seed: int = 0) -> PoseData:
         seq, labels = generate(n_per_class, frames, seed)
         feats = np.concatenate([seq.mean(axis=1), seq.std(axis=1)], axis=1).astype(np.float32)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, arr in zip(names, (seq, feats, labels)):
+        for name, arr in zip(names, (seq, feats, labels), strict=True):
             _save_atomic(folder / name, arr)
     seq, feats, labels = (np.load(folder / f, mmap_mode="r") for f in names)
     return PoseData(seq, feats, np.asarray(labels))

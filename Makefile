@@ -6,7 +6,12 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run run-cli test lint bench screenshot system-deps clean
+
+# Shared libraries Qt needs even offscreen; installed from Debian only where missing (root or sudo).
+QT_LIBS := libEGL.so.1 libGL.so.1 libxkbcommon.so.0 libfontconfig.so.1 libdbus-1.so.3 libglib-2.0.so.0
+QT_DEBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	@$(PY) -m venv $(VENV) || { echo "error: '$(PY) -m venv' failed; on Debian: apt-get install python3-venv"; exit 2; }
@@ -15,9 +20,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
 
+system-deps:
+	@missing=0; for lib in $(QT_LIBS); do ldconfig -p | grep -q "$$lib" || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+		echo "installing Qt's system libraries: $(QT_DEBS)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(QT_DEBS); \
+	fi
+
+# The window on the built-in demo grid (press Run); with no display, the same grid headless in the terminal.
 run: install
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/gridwatch-gui resources/demo.toml; \
+	else echo "no display: running the demo grid headless (the window needs a display)"; \
+	$(BIN)/gridwatch run resources/demo.toml; fi
+
+run-cli: install
 	$(BIN)/gridwatch run resources/demo.toml
 
 test: install lint
@@ -29,6 +47,13 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/grid_throughput.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/gui_overhead.py
+
+# A real window under Xvfb while the demo grid runs, captured for the README.
+screenshot: install
+	@command -v xvfb-run >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq xvfb xauth; }
+	@$(SUDO) apt-get install -y -qq libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 >/dev/null
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m gui.screenshot resources/screenshot.png 42
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

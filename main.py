@@ -1,8 +1,8 @@
-"""gridwatch from a checkout: `python main.py run resources/demo.toml`, `python main.py devices`, ..."""
+"""gridwatch from a checkout: `python main.py` opens the window; `python main.py run GRID.toml` etc. the CLI."""
 
 import sys
 
-from core.cli import main
+from gui.app import entry
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(entry(sys.argv[1:]))

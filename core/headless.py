@@ -62,7 +62,12 @@ def plan_run(grid_path: str | Path, db: str | Path | None = None, resume: bool =
              cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None
              ) -> PlannedRun:
     """Everything that can be wrong with the input is found here, before a single process starts."""
-    grid = load_grid(grid_path)
+    return plan_grid(load_grid(grid_path), db, resume, cpu_slots, gpus, machine)
+
+
+def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False,
+              cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None
+              ) -> PlannedRun:
     machine = machine or devices.detect()
     indices, given = parse_gpus(gpus)
     if cpu_slots is not None and cpu_slots < 0:

@@ -134,6 +134,10 @@ class RunSession(QObject):
                         queued=queued, running=running, eta_s=eta, elapsed_s=now - self.started_at,
                         paused=self.paused)
 
+    def worker_pids(self) -> dict[str, int]:
+        """Slot id -> pid of its worker, for per-slot telemetry."""
+        return {w.slot.id: w.pid for w in self.workers if w.pid is not None}
+
     # -- workers ----------------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:

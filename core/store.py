@@ -124,7 +124,7 @@ class ResultStore:
         """Record the run (once per file) and this session; return the ids already finished."""
         now = time.time()
         models = [{"name": m.name, "metric": m.metric, "goal": m.goal, "kind": m.kind, "target": m.target,
-                   "device": m.device, "axes": list(m.grid)} for m in grid.models]
+                   "device": m.device, "axes": list(m.grid), "fixed": m.fixed} for m in grid.models]
         with self.db:
             row = self.db.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
             if row is None:

@@ -1,0 +1,81 @@
+"""Entry points: `gridwatch` (window with no arguments, else the CLI) and `gridwatch-gui` (the window).
+
+Widgets are imported only when the window opens, so the CLI starts fast and works without a display.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+DEMO_GRID = RESOURCES / "demo.toml"
+
+
+def get_qapp(argv: list[str] | None = None) -> Any:
+    """The one QApplication: name, organisation, icon and desktop file name set in one place."""
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(argv or [sys.argv[0]])
+    app.setApplicationName("gridwatch")
+    app.setOrganizationName("gridwatch")
+    app.setApplicationDisplayName("gridwatch")
+    app.setDesktopFileName("gridwatch")
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(background="w", foreground="#37474f", antialias=False)
+    icon = RESOURCES / "gridwatch.svg"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+def runs_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("gridwatch")) / "runs"
+
+
+def make_window(grid: str | Path | None = None, results: str | Path | None = None) -> Any:
+    from core import devices
+    from gui.main_window import MainWindow
+
+    window = MainWindow(devices.detect(), runs_dir())
+    window.editor.load_file(grid or DEMO_GRID)
+    if results:
+        window.open_results(results)
+    return window
+
+
+def no_display() -> bool:
+    import os
+
+    return (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`gridwatch-gui [GRID.toml | RUN.gridwatch.db]`."""
+    args = sys.argv[1:] if argv is None else argv
+    if no_display():
+        print("gridwatch: no display (DISPLAY and WAYLAND_DISPLAY are unset), so no window. "
+              "Run a grid headless with: gridwatch run GRID.toml", file=sys.stderr)
+        return 2
+    app = get_qapp()
+    grid = next((a for a in args if a.endswith(".toml")), None)
+    db = next((a for a in args if a.endswith(".db")), None)
+    window = make_window(grid, db)
+    window.show()
+    return int(app.exec())
+
+
+def entry(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        return main([])
+    from core.cli import main as cli_main
+
+    return cli_main(args)

@@ -1,0 +1,386 @@
+"""The main window: grid editor, run control, trials, monitor, timeline and results.
+
+Widgets only view: the RunSession (core) owns the workers and the store; this window starts and stops it
+and redraws from its signals and the results file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core import results, trials
+from core.devices import DeviceError, Machine
+from core.headless import PlanError, default_db_path, plan_grid
+from core.progress import format_seconds
+from core.replay import live_from_store
+from core.session import LiveTrial, RunSession
+from core.spec import GridSpec, SpecError
+from core.store import ResultStore, StoreError
+from core.telemetry import GpuReader, TelemetrySampler
+from gui.grid_editor import GridEditor
+from gui.monitor import MonitorView, SnapshotBridge
+from gui.results_view import LeaderboardView
+from gui.timeline import TimelineView
+from gui.trial_detail import TrialDetail
+from gui.trials_model import PROGRESS_COL, ProgressDelegate, TrialsFilter, TrialsModel
+
+STATES = ["", "queued", "running", "finished", "failed", "stopped"]
+PREVIEW_LIMIT = 20_000  # trials listed before a run; bigger grids are only counted
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, machine: Machine, runs_dir: Path, gpu: GpuReader | None = None) -> None:
+        super().__init__()
+        self.machine, self.runs_dir = machine, runs_dir
+        self.session: RunSession | None = None
+        self.store: ResultStore | None = None
+        self.live: dict[str, LiveTrial] = {}
+        self.models_meta: list[dict] = []
+        self.folds = 0
+        self._board_dirty = False
+        self.setWindowTitle("gridwatch")
+        self.resize(1600, 980)
+        self._build(machine)
+        self.bridge = SnapshotBridge()
+        self.bridge.snapshot.connect(self.monitor.on_snapshot)
+        self.sampler = TelemetrySampler(self.bridge.snapshot.emit, 0.25, gpu)
+        self.monitor.rate.valueChanged.connect(self.sampler.set_rate)
+        self.sampler.start()
+        self.ticker = QTimer(self)
+        self.ticker.timeout.connect(self._tick)
+        self.ticker.start(500)
+        self._update_actions()
+
+    # -- layout -----------------------------------------------------------------------------------------
+
+    def _build(self, machine: Machine) -> None:
+        self.editor = GridEditor()
+        self.editor.validity_changed.connect(self._on_grid_validity)
+        self.trials = TrialsModel()
+        self.filter = TrialsFilter()
+        self.filter.setSourceModel(self.trials)
+        self.table = QTableView()
+        self.table.setModel(self.filter)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # grid order until a header is clicked
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setItemDelegateForColumn(PROGRESS_COL, ProgressDelegate(self.table))
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_selected())
+        self.state_pick, self.model_pick = QComboBox(), QComboBox()
+        self.state_pick.addItems([s or "all states" for s in STATES])
+        self.state_pick.currentIndexChanged.connect(self._apply_filter)
+        self.model_pick.currentIndexChanged.connect(self._apply_filter)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Show"))
+        bar.addWidget(self.state_pick)
+        bar.addWidget(self.model_pick)
+        bar.addStretch()
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addLayout(bar)
+        tl.addWidget(self.table)
+        self.detail = TrialDetail()
+        center = QSplitter(Qt.Orientation.Vertical)
+        center.addWidget(top)
+        center.addWidget(self.detail)
+        center.setSizes([600, 300])
+        self.setCentralWidget(center)
+        self.monitor = MonitorView(machine.logical_cores, len(machine.gpus), machine.gpu_note)
+        self.timeline = TimelineView()
+        self.board = LeaderboardView()
+        grid_dock = self._dock("Grid", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea)
+        monitor = self._dock("Monitor", self.monitor, Qt.DockWidgetArea.RightDockWidgetArea)
+        timeline = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
+        board = self._dock("Results", self.board, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.splitDockWidget(timeline, board, Qt.Orientation.Horizontal)
+        self.resizeDocks([grid_dock, monitor], [400, 470], Qt.Orientation.Horizontal)
+        self.resizeDocks([timeline], [230], Qt.Orientation.Vertical)
+        self.resizeDocks([timeline, board], [800, 700], Qt.Orientation.Horizontal)
+        self._actions()
+        self.progress_label = QLabel()
+        self.statusBar().addPermanentWidget(self.progress_label)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _actions(self) -> None:
+        tb = self.addToolBar("Run")
+        tb.setObjectName("toolbar_run")
+
+        def act(text: str, slot: object, shortcut: str | None = None) -> QAction:
+            a = QAction(text, self)
+            a.triggered.connect(slot)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            tb.addAction(a)
+            return a
+
+        self.open_grid = act("Open grid…", self._open_grid, "Ctrl+O")
+        self.save_grid = act("Save grid", self._save_grid, "Ctrl+S")
+        self.save_as = act("Save as…", self._save_as)
+        tb.addSeparator()
+        self.run_act = act("Run", self.start_run, "Ctrl+R")
+        self.pause_act = act("Pause", self.pause_run)
+        self.resume_act = act("Resume", self.resume_run)
+        self.stop_act = act("Stop", self.stop_run)
+        tb.addSeparator()
+        self.open_run = act("Open run…", self._open_run_dialog)
+
+    # -- run control ------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.session is not None and self.session.status is None
+
+    def start_run(self) -> None:
+        spec = self.editor.spec
+        if spec is None or self.running:
+            return
+        try:
+            planned = plan_grid(spec, db=default_db_path(spec.name, self.runs_dir), machine=self.machine)
+        except (PlanError, DeviceError, StoreError, SpecError) as exc:
+            QMessageBox.critical(self, "Cannot start the run", str(exc))
+            return
+        self._close_store()
+        self.store = planned.store
+        session = RunSession(planned.grid, planned.trials, planned.slots, planned.store, planned.done_ids, self)
+        self.session = session
+        session.trial_started.connect(self._on_trial_changed)
+        session.trial_ended.connect(self._on_trial_ended)
+        session.epoch_reported.connect(self._on_epoch)
+        session.log_line.connect(self.detail.append_log)
+        session.notice.connect(lambda m: self.statusBar().showMessage(m, 15000))
+        session.finished.connect(self._on_finished)
+        self._show_run(session.live, spec, [s.id for s in planned.slots], time.time())
+        self.monitor.set_slots([s.id for s in planned.slots])
+        session.start()
+        self.statusBar().showMessage(f"Running {len(planned.trials)} trials on {len(planned.slots)} slots "
+                                     f"-> {planned.store.path}", 8000)
+        self._update_actions()
+
+    def pause_run(self) -> None:
+        if self.running and self.session is not None:
+            self.session.pause()
+            self._update_actions()
+
+    def resume_run(self) -> None:
+        if self.running and self.session is not None:
+            self.session.resume()
+            self._update_actions()
+
+    def stop_run(self) -> None:
+        if self.running and self.session is not None:
+            self.session.stop()
+
+    def open_results(self, path: str | Path) -> None:
+        """Show a past run read-only: table, timeline, curves, logs and leaderboard."""
+        if self.running:
+            QMessageBox.information(self, "Run in progress", "Stop the current run before opening another.")
+            return
+        try:
+            store = ResultStore(Path(path), create=False)
+            live, info = live_from_store(store)
+        except StoreError as exc:
+            QMessageBox.critical(self, "Cannot open run", str(exc))
+            return
+        self._close_store()
+        self.store, self.session = store, None
+        slots = sorted({lt.slot for lt in live.values() if lt.slot})
+        origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
+        self.models_meta, self.folds = info["models"], info["folds"]
+        self._show_live(live, slots, origin)
+        for lt in live.values():
+            self.timeline.update_trial(lt)
+        self.setWindowTitle(f"gridwatch — {Path(path).name} (read-only)")
+        self._update_actions()
+
+    def _show_run(self, live: dict[str, LiveTrial], spec: GridSpec, slots: list[str], origin: float) -> None:
+        self.models_meta = [{"name": m.name, "metric": m.metric, "goal": m.goal} for m in spec.models]
+        self.folds = spec.folds
+        self.setWindowTitle(f"gridwatch — {spec.name}")
+        self._show_live(live, slots, origin)
+
+    def _show_live(self, live: dict[str, LiveTrial], slots: list[str], origin: float) -> None:
+        self.live = live
+        self.trials.reset(live, {m["name"]: m.get("metric") for m in self.models_meta})
+        for col, width in enumerate((150, 55, 70, 90, 65, 40, 50, 65)):
+            self.table.setColumnWidth(col, width)
+        self.model_pick.blockSignals(True)
+        self.model_pick.clear()
+        self.model_pick.addItems(["all models", *[m["name"] for m in self.models_meta]])
+        self.model_pick.blockSignals(False)
+        self.timeline.reset(slots, origin)
+        self._board_dirty = True
+        self._refresh_board()
+
+    # -- session events ---------------------------------------------------------------------------------
+
+    def _on_trial_changed(self, trial_id: str) -> None:
+        self.trials.refresh(trial_id)
+        self.timeline.update_trial(self.live[trial_id])
+        if self.session is not None:
+            self.sampler.watch(self.session.worker_pids())
+        if trial_id == self.detail.trial_id:
+            self.detail.show_trial(self.live[trial_id])
+
+    def _on_trial_ended(self, trial_id: str) -> None:
+        self._on_trial_changed(trial_id)
+        self._board_dirty = True
+
+    def _on_epoch(self, trial_id: str) -> None:
+        self.trials.refresh(trial_id)
+        if trial_id == self.detail.trial_id:
+            self.detail.show_trial(self.live[trial_id])
+
+    def _on_finished(self, status: str) -> None:
+        if self.session is not None:
+            self.session.close()
+        self._board_dirty = True
+        self._refresh_board()
+        self._tick()
+        self.statusBar().showMessage(f"Run {status}. Results: {self.store.path if self.store else ''}", 30000)
+        self._update_actions()
+
+    def _tick(self) -> None:
+        self.trials.refresh_running()
+        self.timeline.tick(self.live)
+        if self._board_dirty:
+            self._refresh_board()
+        self.progress_label.setText(self._status_text())
+
+    def _status_text(self) -> str:
+        if not self.live:
+            return "no run"
+        states = [lt.state for lt in self.live.values()]
+        done, failed = states.count("finished"), states.count("failed")
+        text = f"{done + failed}/{len(states)} done" + (f", {failed} failed" if failed else "")
+        durations = [lt.ended - lt.started for lt in self.live.values()
+                     if lt.started and lt.ended and lt.state in ("finished", "failed")]
+        if self.session is not None:
+            p = self.session.progress()
+            wall = p.elapsed_s
+            text += f" · running {sum(p.running.values())} · ETA {format_seconds(p.eta_s)}"
+            if p.paused:
+                text += " · paused"
+        else:
+            starts = [lt.started for lt in self.live.values() if lt.started]
+            ends = [lt.ended for lt in self.live.values() if lt.ended]
+            wall = (max(ends) - min(starts)) if starts and ends else 0.0
+        if wall > 0 and durations:
+            text += f" · speedup {sum(durations) / wall:.2f}x"
+        return text
+
+    def _refresh_board(self) -> None:
+        self._board_dirty = False
+        if self.store is None:
+            self.board.show_board([])
+            return
+        rows = [r for r in self.store.trials() if r.id in self.live]
+        self.board.show_board(results.leaderboard(rows, self.models_meta, self.folds))
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _on_grid_validity(self, spec: GridSpec | None) -> None:
+        """Before a run, the table previews the trials the grid would run."""
+        self._update_actions()
+        if spec is None or self.session is not None or self.store is not None:
+            return
+        if trials.count(spec) <= PREVIEW_LIMIT:
+            self._show_run({t.id: LiveTrial(t) for t in trials.expand(spec)}, spec, [], time.time())
+
+    def _show_selected(self) -> None:
+        index = self.table.selectionModel().currentIndex()
+        if index.isValid():
+            self.detail.show_trial(self.trials.trial_at(self.filter.mapToSource(index).row()))
+
+    def _apply_filter(self) -> None:
+        state = STATES[self.state_pick.currentIndex()]
+        model = self.model_pick.currentText() if self.model_pick.currentIndex() > 0 else ""
+        self.filter.set_filter(state, model)
+
+    def _update_actions(self) -> None:
+        running = self.running
+        paused = running and self.session is not None and self.session.paused
+        self.run_act.setEnabled(self.editor.spec is not None and not running)
+        self.pause_act.setEnabled(running and not paused)
+        self.resume_act.setEnabled(bool(paused))
+        self.stop_act.setEnabled(running)
+        self.open_run.setEnabled(not running)
+        self.open_grid.setEnabled(not running)
+
+    def _open_grid(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open grid", str(self.editor.path.parent), "Grid (*.toml)")
+        if path:
+            try:
+                self.editor.load_file(path)
+            except OSError as exc:
+                QMessageBox.critical(self, "Cannot open grid", f"{path}: {exc.strerror}")
+
+    def _save_grid(self) -> None:
+        try:
+            self.editor.save_file()
+        except OSError as exc:
+            QMessageBox.critical(self, "Cannot save grid", f"{self.editor.path}: {exc.strerror}")
+
+    def _save_as(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save grid as", str(self.editor.path), "Grid (*.toml)")
+        if path:
+            try:
+                self.editor.save_file(path)
+            except OSError as exc:
+                QMessageBox.critical(self, "Cannot save grid", f"{path}: {exc.strerror}")
+
+    def _open_run_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open run", str(self.runs_dir),
+                                              "gridwatch results (*.gridwatch.db *.db)")
+        if path:
+            self.open_results(path)
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def confirm_stop(self) -> bool:
+        answer = QMessageBox.question(self, "Stop the run?", "Trials are running. Stop every worker and quit? "
+                                      "Finished trials are kept.")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.running and self.session is not None:
+            if not self.confirm_stop():
+                event.ignore()
+                return
+            self.session.stop_blocking()
+            self.session.close()
+        self.ticker.stop()
+        self.monitor.timer.stop()
+        self.sampler.stop()
+        self._close_store()
+        event.accept()

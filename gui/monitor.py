@@ -1,0 +1,233 @@
+"""Live monitor: CPU per core and total, RAM with each slot's worker RSS, and per-GPU readings.
+
+Samples arrive from the TelemetrySampler thread through a signal; plots redraw from ring buffers on a
+timer, one setData per curve per frame, so a burst of samples never floods the GUI thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+
+from core.telemetry import Snapshot
+from gui.ring import RingSeries
+
+GIB = 1024**3
+HOUR_AT_MAX_RATE = 3600 * 20  # ring capacity: at least 1 h at the fastest sampling rate
+WINDOWS = [("1 min", 60.0), ("5 min", 300.0), ("15 min", 900.0), ("1 h", 3600.0), ("whole run", None)]
+PALETTE = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00acc1", "#6d4c41", "#c0ca33"]
+
+
+class SnapshotBridge(QObject):
+    """Carries snapshots from the sampler thread to the GUI thread (queued by Qt)."""
+
+    snapshot = Signal(object)
+
+
+class AgoAxis(pg.AxisItem):
+    """Time as "how long ago": a rolling window's axis never changes, so it is never redrawn."""
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        out = []
+        for v in values:
+            s = int(round(-v))
+            out.append("now" if s == 0 else (f"-{s // 60}m{s % 60:02d}" if s >= 60 else f"-{s}s"))
+        return out
+
+
+def _plot(title: str, unit: str, y_max: float | None = None) -> pg.PlotWidget:
+    w = pg.PlotWidget(axisItems={"bottom": AgoAxis("bottom")})
+    w.setToolTip(title)
+    w.setLabel("left", unit)
+    # No axis grid: its alpha-blended lines cost more than all the curves together (~20 ms a frame).
+    if y_max is not None:
+        for y in (y_max * 0.25, y_max * 0.5, y_max * 0.75):
+            w.addItem(pg.InfiniteLine(pos=y, angle=0, pen=pg.mkPen("#eceff1", width=1)), ignoreBounds=True)
+    w.setMouseEnabled(x=False, y=False)
+    w.addLegend(offset=(4, 4), labelTextSize="8pt")
+    if y_max is not None:
+        w.setYRange(0, y_max, padding=0.02)
+    w.getPlotItem().setClipToView(True)
+    w.getPlotItem().setDownsampling(auto=True, mode="peak")
+    return w
+
+
+class MonitorView(QWidget):
+    def __init__(self, cores: int, gpu_count: int, gpu_note: str) -> None:
+        super().__init__()
+        self.cores, self.gpu_count = cores, gpu_count
+        self.window_s: float | None = 60.0
+        self.started = time.time()
+        self.last_t = math.nan
+        self.drawn_t = math.nan
+        self.span = math.nan
+        self.host = RingSeries(["total", *[f"core{i}" for i in range(cores)], "ram_used", "ram_available"],
+                               HOUR_AT_MAX_RATE)
+        self.gpu = RingSeries([f"{k}{i}" for i in range(gpu_count)
+                               for k in ("util", "mem", "power", "temp")], HOUR_AT_MAX_RATE)
+        self.slots = RingSeries([], HOUR_AT_MAX_RATE)
+        self.curves: list[tuple[pg.PlotDataItem, RingSeries, int, float]] = []  # item, ring, row, scale
+        self._build(gpu_note)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start(250)
+        self.rate.valueChanged.connect(lambda hz: self.timer.setInterval(max(50, int(1000 / hz))))
+
+    # -- layout -----------------------------------------------------------------------------------------
+
+    def _build(self, gpu_note: str) -> None:
+        self.window_pick = QComboBox()
+        self.window_pick.addItems([w for w, _ in WINDOWS])
+        self.window_pick.currentIndexChanged.connect(lambda i: setattr(self, "window_s", WINDOWS[i][1]))
+        self.rate = QSpinBox()
+        self.rate.setRange(1, 20)
+        self.rate.setValue(4)
+        self.rate.setSuffix(" Hz")
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Window"))
+        bar.addWidget(self.window_pick)
+        bar.addWidget(QLabel("Sampling"))
+        bar.addWidget(self.rate)
+        bar.addStretch()
+        self.cpu_plot = _plot("CPU, all cores", "%", 100)
+        self._curve(self.cpu_plot, self.host, "total", "total", pg.mkPen("#1e88e5", width=2))
+        self.cores_plot, self.strip = self._heat_strip()
+        self.ram_plot = _plot("RAM", "GiB")
+        self._curve(self.ram_plot, self.host, "ram_used", "used", pg.mkPen("#e53935", width=2), 1 / GIB)
+        self._curve(self.ram_plot, self.host, "ram_available", "available", pg.mkPen("#43a047", width=2),
+                    1 / GIB)
+        layout = QVBoxLayout(self)
+        layout.setSpacing(2)
+        layout.addLayout(bar)
+        self._add(layout, "CPU, all cores (%)", self.cpu_plot, 1)
+        self._add(layout, "CPU per core (dark = idle, bright = busy)", self.cores_plot, 0)
+        self._add(layout, "RAM (GiB): used, available, and each slot's worker", self.ram_plot, 1)
+        if self.gpu_count == 0:
+            note = QLabel(f"{gpu_note or 'no NVIDIA GPU'}.\nGPU utilisation, memory, power and temperature "
+                          "plots appear here when an NVIDIA GPU is present.")
+            note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            note.setObjectName("gpu_note")
+            note.setStyleSheet("color: #757575; border: 1px dashed #bdbdbd; padding: 12px;")
+            layout.addWidget(note)
+        for i in range(self.gpu_count):
+            util = _plot(f"GPU {i}", "%", 100)
+            self._curve(util, self.gpu, f"util{i}", "utilisation", pg.mkPen("#8e24aa", width=2))
+            self._curve(util, self.gpu, f"mem{i}", "memory used", pg.mkPen("#fb8c00", width=2))
+            power = _plot(f"GPU {i}", "W / °C")
+            self._curve(power, self.gpu, f"power{i}", "power W", pg.mkPen("#6d4c41", width=1))
+            self._curve(power, self.gpu, f"temp{i}", "temp °C", pg.mkPen("#00acc1", width=1))
+            self._add(layout, f"GPU {i}: utilisation and memory used (%)", util, 1)
+            self._add(layout, f"GPU {i}: power (W) and temperature (°C)", power, 1)
+        self._share_time_axis()
+
+    @staticmethod
+    def _add(layout: QVBoxLayout, title: str, plot: pg.PlotWidget, stretch: int) -> None:
+        """Titles are plain labels: text inside the plot scene would be re-rendered every frame."""
+        label = QLabel(title)
+        label.setStyleSheet("color: #37474f; font-size: 9pt;")
+        layout.addWidget(label)
+        layout.addWidget(plot, stretch)
+
+    def _share_time_axis(self) -> None:
+        """All plots scroll together; only the bottom one draws the time axis (one tick layout per frame)."""
+        plots = self.plots()
+        for p in plots:
+            if p is not self.cpu_plot:
+                p.setXLink(self.cpu_plot)
+            p.getPlotItem().hideAxis("bottom")
+        plots[-1].getPlotItem().showAxis("bottom")
+
+    def _heat_strip(self) -> tuple[pg.PlotWidget, pg.ImageItem]:
+        """Per-core CPU as a heat strip: one row per core, one image draw however many cores there are."""
+        w = pg.PlotWidget(axisItems={"bottom": AgoAxis("bottom")})
+        w.setMouseEnabled(x=False, y=False)
+        w.setFixedHeight(max(90, min(200, 60 + 6 * self.cores)))
+        w.getAxis("left").setTicks([[(i + 0.5, str(i)) for i in range(0, self.cores, max(1, self.cores // 4))]])
+        w.setLabel("left", "core")
+        w.setXLink(self.cpu_plot)
+        strip = pg.ImageItem(axisOrder="row-major")
+        strip.setLookupTable(pg.colormap.get("inferno").getLookupTable(nPts=256))
+        strip.setLevels((0, 100))
+        w.addItem(strip)
+        w.setYRange(0, self.cores, padding=0)
+        return w, strip
+
+    def _curve(self, plot: pg.PlotWidget, ring: RingSeries, name: str, label: str | None, pen: object,
+               scale: float = 1.0) -> pg.PlotDataItem:
+        item = plot.plot([], [], pen=pen, name=label, connect="finite")
+        self.curves.append((item, ring, ring.index[name], scale))
+        return item
+
+    def set_slots(self, slot_ids: list[str]) -> None:
+        """One RSS line per worker slot of the current run (its running trial's memory)."""
+        self.curves = [c for c in self.curves if c[1] is not self.slots]
+        for item in list(self.ram_plot.listDataItems()):
+            if getattr(item, "_gw_slot", False):
+                self.ram_plot.removeItem(item)
+        self.slots = RingSeries(slot_ids, HOUR_AT_MAX_RATE)
+        for i, sid in enumerate(slot_ids):
+            item = self._curve(self.ram_plot, self.slots, sid, f"{sid} RSS",
+                               pg.mkPen(PALETTE[(i + 3) % len(PALETTE)], width=1), 1 / GIB)
+            item._gw_slot = True
+
+    # -- data -------------------------------------------------------------------------------------------
+
+    def on_snapshot(self, s: Snapshot) -> None:
+        row = {"total": s.cpu_total, "ram_used": s.ram_used, "ram_available": s.ram_available}
+        row.update({f"core{i}": v for i, v in enumerate(s.cpu_cores)})
+        self.host.append(s.t, row)
+        g: dict[str, float] = {}
+        for gs in s.gpus:
+            mem = 100.0 * gs.mem_used / gs.mem_total if gs.mem_total == gs.mem_total and gs.mem_total else math.nan
+            g.update({f"util{gs.index}": gs.util, f"mem{gs.index}": mem, f"power{gs.index}": gs.power_w,
+                      f"temp{gs.index}": gs.temp_c})
+        if self.gpu_count:
+            self.gpu.append(s.t, g)
+        if self.slots.names:
+            self.slots.append(s.t, {k: p.rss for k, p in s.trials.items()})
+        self.last_t = s.t
+
+    def redraw(self, force: bool = False) -> None:
+        """One frame: skipped when no sample arrived since the last one (idle costs nothing)."""
+        if not force and self.drawn_t == self.last_t:
+            return
+        self.drawn_t = self.last_t
+        now = self.last_t if self.last_t == self.last_t else time.time()
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for item, ring, row, scale in self.curves:
+            if id(ring) not in cache:
+                cache[id(ring)] = ring.window(self.window_s, now)
+            t, v = cache[id(ring)]
+            item.setData(t - now, v[row] * scale if scale != 1.0 else v[row])
+        t, v = cache.get(id(self.host)) or self.host.window(self.window_s, now)
+        self._draw_strip(t - now, v)
+        span = self.window_s if self.window_s is not None else self._whole_span(now)
+        if span != self.span:  # the others are x-linked; a fixed range keeps the axes' pictures cached
+            self.span = span
+            self.cpu_plot.setXRange(-span, 0, padding=0)
+
+    def _whole_span(self, now: float) -> float:
+        """Whole run: the span grows in steps, so the axis is redrawn now and then, not every frame."""
+        elapsed = now - self.host.oldest() if len(self.host) else 0.0
+        step = 30.0 if elapsed < 600 else 300.0
+        return max(step, math.ceil(elapsed / step) * step)
+
+    def _draw_strip(self, t: np.ndarray, v: np.ndarray) -> None:
+        if len(t) < 2:
+            return
+        first = self.host.index["core0"] if self.cores else 0
+        self.strip.setImage(v[first:first + self.cores], autoLevels=False)
+        self.strip.setRect(float(t[0]), 0.0, float(t[-1] - t[0]) or 1.0, float(self.cores))
+
+    def plots(self) -> list[pg.PlotWidget]:
+        """In layout order, top to bottom."""
+        layout = self.layout()
+        if layout is None:
+            return []
+        items = [layout.itemAt(i) for i in range(layout.count())]
+        return [w for it in items if it is not None and isinstance(w := it.widget(), pg.PlotWidget)]

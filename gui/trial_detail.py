@@ -1,0 +1,54 @@
+"""The selected trial: its per-epoch curves and its own output (the log)."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
+
+from core.session import LiveTrial
+from gui.monitor import PALETTE
+
+
+class TrialDetail(QWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.title = QLabel("Select a trial to see its curves and log.")
+        self.curves = pg.PlotWidget()
+        self.curves.setLabel("bottom", "epoch / step")
+        self.curves.addLegend(offset=(4, 4), labelTextSize="8pt")
+        self.curves.showGrid(x=True, y=True, alpha=0.2)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setFont(QFont("monospace"))
+        self.log.setMaximumBlockCount(5000)
+        split = QSplitter()
+        split.addWidget(self.curves)
+        split.addWidget(self.log)
+        split.setSizes([450, 350])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(split, 1)
+        self.trial_id: str | None = None
+
+    def show_trial(self, lt: LiveTrial | None) -> None:
+        self.trial_id = lt.trial.id if lt else None
+        if lt is None:
+            return
+        reason = f" — {lt.reason}" if lt.reason else ""
+        self.title.setText(f"{lt.trial.id}: {lt.state}{reason}")
+        self.curves.clear()
+        series: dict[str, tuple[list[int], list[float]]] = {}
+        for key, step, value, _t in lt.steps:
+            xs, ys = series.setdefault(key, ([], []))
+            xs.append(step)
+            ys.append(value)
+        for i, (key, (xs, ys)) in enumerate(series.items()):
+            self.curves.plot(xs, ys, pen=pg.mkPen(PALETTE[i % len(PALETTE)], width=2), symbol="o",
+                             symbolSize=4, name=key)
+        self.log.setPlainText("\n".join(lt.log) if lt.log else "(no output from this trial yet)")
+        self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+
+    def append_log(self, trial_id: str, line: str) -> None:
+        if trial_id == self.trial_id:
+            self.log.appendPlainText(line)

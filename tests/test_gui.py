@@ -1,0 +1,154 @@
+"""The window, offscreen, with real workers: edit, validate, run, pause, close."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core.devices import detect
+from core.spec import SpecError, parse_grid
+from gui.app import DEMO_GRID, get_qapp
+from gui.main_window import MainWindow
+
+from helpers import REPO, alive, descendants, grid, write
+
+QUICK = """
+import time
+def fit(config):
+    time.sleep(config.get("sleep", 0.05))
+    return {"score": config["x"] + config["fold"]}
+"""
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    get_qapp()
+    w = MainWindow(detect(), tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.confirm_stop = lambda: True
+    w.editor.load_file(DEMO_GRID)
+    yield w
+    w.close()
+
+
+def _param_row(editor, name):
+    table = editor.model_form.params
+    return next(r for r in range(table.rowCount()) if table.item(r, 0).text() == name)
+
+
+def test_editing_an_axis_updates_the_trial_count(window):
+    ed = window.editor
+    assert ed.message.startswith("48 trials") and window.run_act.isEnabled()
+    assert window.trials.rowCount() == 48, "the table previews the grid's trials"
+    row = _param_row(ed, "lr")
+    ed.model_form.params.item(row, 2).setText("0.001, 0.003, 0.01")
+    assert ed.message.startswith("66 trials"), ed.message
+
+
+def test_saved_grid_runs_unchanged_in_the_cli(window, tmp_path):
+    ed = window.editor
+    ed.model_form.params.item(_param_row(ed, "lr"), 2).setText("0.002")
+    out = ed.save_file(tmp_path / "edited.toml")
+    spec = parse_grid(out.read_text(), out)
+    assert spec.models[0].grid["lr"] == [0.002] and ed.message.startswith("30 trials")
+
+
+def test_invalid_value_disables_run_and_shows_the_cli_message(window):
+    ed = window.editor
+    ed.model_form.params.item(_param_row(ed, "lr"), 2).setText("")
+    assert not window.run_act.isEnabled()
+    with pytest.raises(SpecError) as err:
+        parse_grid(ed.text.toPlainText(), ed.path)
+    assert ed.status.text() == str(err.value) and "grid.lr: axis is empty" in ed.status.text()
+    ed.model_form.params.item(_param_row(ed, "lr"), 2).setText("0.001, oops")
+    assert not window.run_act.isEnabled() and "grid.lr" in ed.status.text()
+    ed.text.setPlainText(ed.text.toPlainText().replace("folds = 3", "folds = 1"))
+    assert "run.folds: must be at least 2" in ed.status.text() and not window.run_act.isEnabled()
+
+
+def test_run_a_tiny_grid_to_completion(window, qtbot, outside):
+    write(outside / "quick.py", QUICK)
+    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
+                                          '[model.grid]\nx = [1, 2, 3]\n'))
+    window.start_run()
+    qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
+    assert window.session.status == "done"
+    states = {window.trials.trial_at(r).state for r in range(window.trials.rowCount())}
+    assert window.trials.rowCount() == 6 and states == {"finished"}
+    assert window.board.rowCount() == 3 and window.board.item(0, 4).text() == "3.5000"
+    assert len(window.timeline.bars) == 6
+    assert "6/6 done" in window.progress_label.text()
+    window.table.selectRow(0)
+    assert window.detail.trial_id is not None and "finished" in window.detail.title.text()
+
+
+def test_open_run_shows_a_past_run(window, qtbot, outside):
+    write(outside / "quick.py", QUICK)
+    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
+                                          '[model.fixed]\nx = 1\n'))
+    window.start_run()
+    qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
+    db = window.store.path
+    window.open_results(db)
+    assert window.session is None and window.trials.rowCount() == 2 and len(window.timeline.bars) == 2
+    assert "read-only" in window.windowTitle() and window.board.rowCount() == 1
+
+
+def test_pause_stops_new_dispatch(window, qtbot, outside):
+    write(outside / "quick.py", QUICK)
+    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
+                                          '[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 0.3\n'))
+    window.start_run()
+    qtbot.waitUntil(lambda: bool(window.session.progress().running), timeout=30_000)
+    window.pause_act.trigger()
+    assert window.resume_act.isEnabled() and not window.pause_act.isEnabled()
+    qtbot.waitUntil(lambda: not window.session.progress().running, timeout=30_000)
+    ended = window.session.progress().ended
+    qtbot.wait(1000)
+    assert window.session.progress().ended == ended < 8
+    window.resume_act.trigger()
+    qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
+    assert window.session.progress().finished == 8
+
+
+def test_closing_mid_run_leaves_no_processes(window, qtbot, outside):
+    write(outside / "quick.py", QUICK)
+    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
+                                          '[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 2\n'))
+    window.start_run()
+    qtbot.waitUntil(lambda: bool(window.session.progress().running), timeout=30_000)
+    kids = descendants(os.getpid())
+    assert kids
+    window.close()
+    deadline = time.time() + 5
+    while alive(kids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive(kids)
+
+
+def test_gui_process_never_imports_torch(outside):
+    """A whole demo-trainable run from the window, in a fresh process: torch only in the workers."""
+    script = f"""
+import sys
+from PySide6.QtCore import QTimer
+from gui.app import get_qapp
+from gui.main_window import MainWindow
+from core.devices import detect
+app = get_qapp()
+w = MainWindow(detect(), __import__("pathlib").Path({str(outside)!r}) / "runs")
+w.editor.set_text(open({str(DEMO_GRID)!r}).read().replace("folds = 3", "folds = 2")
+                  .replace("[1, 2, 3]", "[1]").replace("[32, 128]", "[128]").replace("epochs = 15", "epochs = 1")
+                  .replace("epochs = 20", "epochs = 1").replace("[0.003, 0.01]", "[0.01]"))
+w.start_run()
+w.session.finished.connect(lambda s: (print("status", s), print("torch", "torch" in sys.modules), app.quit()))
+QTimer.singleShot(120000, app.quit)
+app.exec()
+w.close()
+"""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-c", script], cwd=outside, env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert "status done" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert "torch False" in r.stdout

@@ -339,8 +339,8 @@ class MainWindow(QMainWindow):
         if path:
             try:
                 self.editor.load_file(path)
-            except OSError as exc:
-                QMessageBox.critical(self, "Cannot open grid", f"{path}: {exc.strerror}")
+            except (OSError, UnicodeDecodeError) as exc:
+                QMessageBox.critical(self, "Cannot open grid", f"{path}: {getattr(exc, 'strerror', None) or exc}")
 
     def _save_grid(self) -> None:
         try:

@@ -5,7 +5,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+from PySide6.QtWidgets import QLabel
 
 from core.devices import detect
 from core.spec import SpecError, parse_grid
@@ -152,3 +154,46 @@ w.close()
                        timeout=180)
     assert "status done" in r.stdout, r.stdout + r.stderr[-3000:]
     assert "torch False" in r.stdout
+
+
+class FakeGpus:
+    """Behind the same interface as NvmlReader: one GPU whose power reading is unsupported."""
+
+    note = ""
+
+    def count(self):
+        return 1
+
+    def read(self, index):
+        from core.telemetry import GpuSample
+
+        return GpuSample(index, util=37.0, mem_util=10.0, mem_used=2e9, mem_total=8e9, temp_c=55.0)
+
+    def close(self):
+        pass
+
+
+def test_gpu_plots_with_a_missing_reading(qtbot, tmp_path):
+    from core.devices import GpuInfo, Machine
+    from gui.monitor import MonitorView
+
+    get_qapp()
+    machine = Machine("cpu", 2, 2, 8 * 2**30, (GpuInfo(0, "Fake GPU", 8 * 2**30),))
+    w = MainWindow(machine, tmp_path / "runs", gpu=FakeGpus())
+    qtbot.addWidget(w)
+    monitor: MonitorView = w.monitor
+    assert not monitor.findChildren(QLabel, "gpu_note") and len(monitor.plots()) == 5
+    qtbot.waitUntil(lambda: len(monitor.gpu) >= 3, timeout=10_000)
+    _, values = monitor.gpu.window(None, monitor.last_t)
+    row = {n: values[i] for n, i in monitor.gpu.index.items()}
+    assert (row["util0"] == 37.0).all() and (row["mem0"] == 25.0).all()
+    assert np.isnan(row["power0"]).all(), "an unsupported reading is a gap, never 0"
+    monitor.redraw(force=True)
+    w.close()
+
+
+def test_no_gpu_says_so(window):
+    if window.machine.gpus:
+        pytest.skip("this machine has an NVIDIA GPU")
+    notes = window.monitor.findChildren(QLabel, "gpu_note")
+    assert notes and "no NVIDIA GPU" in notes[0].text()

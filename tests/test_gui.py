@@ -70,11 +70,14 @@ def test_invalid_value_disables_run_and_shows_the_cli_message(window):
     assert "run.folds: must be at least 2" in ed.status.text() and not window.run_act.isEnabled()
 
 
-def test_run_a_tiny_grid_to_completion(window, qtbot, outside):
+def _start(window, outside, params):
     write(outside / "quick.py", QUICK)
-    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
-                                          '[model.grid]\nx = [1, 2, 3]\n'))
+    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n' + params))
     window.start_run()
+
+
+def test_run_a_tiny_grid_to_completion(window, qtbot, outside):
+    _start(window, outside, "[model.grid]\nx = [1, 2, 3]\n")
     qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
     assert window.session.status == "done"
     states = {window.trials.trial_at(r).state for r in range(window.trials.rowCount())}
@@ -87,10 +90,7 @@ def test_run_a_tiny_grid_to_completion(window, qtbot, outside):
 
 
 def test_open_run_shows_a_past_run(window, qtbot, outside):
-    write(outside / "quick.py", QUICK)
-    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
-                                          '[model.fixed]\nx = 1\n'))
-    window.start_run()
+    _start(window, outside, "[model.fixed]\nx = 1\n")
     qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
     db = window.store.path
     window.open_results(db)
@@ -99,10 +99,7 @@ def test_open_run_shows_a_past_run(window, qtbot, outside):
 
 
 def test_pause_stops_new_dispatch(window, qtbot, outside):
-    write(outside / "quick.py", QUICK)
-    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
-                                          '[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 0.3\n'))
-    window.start_run()
+    _start(window, outside, "[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 0.3\n")
     qtbot.waitUntil(lambda: bool(window.session.progress().running), timeout=30_000)
     window.pause_act.trigger()
     assert window.resume_act.isEnabled() and not window.pause_act.isEnabled()
@@ -116,10 +113,7 @@ def test_pause_stops_new_dispatch(window, qtbot, outside):
 
 
 def test_closing_mid_run_leaves_no_processes(window, qtbot, outside):
-    write(outside / "quick.py", QUICK)
-    window.editor.load_file(grid(outside, '[[model]]\nname = "q"\ntrainable = "quick.py:fit"\n'
-                                          '[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 2\n'))
-    window.start_run()
+    _start(window, outside, "[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 2\n")
     qtbot.waitUntil(lambda: bool(window.session.progress().running), timeout=30_000)
     kids = descendants(os.getpid())
     assert kids

@@ -35,6 +35,7 @@ class LiveTrial:
     epoch: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
+    data_wait: float = float("nan")  # rolling data-wait fraction reported by the worker's prefetch loader
     steps: list[tuple[str, int, float, float]] = field(default_factory=list)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
 
@@ -44,6 +45,7 @@ class RunSession(QObject):
     trial_ended = Signal(str)  # finished, failed or stopped: read live[id].state
     epoch_reported = Signal(str)
     log_line = Signal(str, str)  # trial id, line
+    data_wait_reported = Signal(str)  # trial id: its rolling data-wait fraction changed
     notice = Signal(str)  # something the user should read once
     finished = Signal(str)  # "done" | "failed" | "stopped"
 
@@ -158,7 +160,7 @@ class RunSession(QObject):
             return
         lt = self.live[trial.id]
         lt.slot, lt.state = w.slot.id, "running"
-        lt.started, lt.ended, lt.epoch = time.time(), None, 0
+        lt.started, lt.ended, lt.epoch, lt.data_wait = time.time(), None, 0, float("nan")
         lt.steps.clear()
         lt.log.clear()
         w.trial_id = trial.id
@@ -192,11 +194,19 @@ class RunSession(QObject):
             self.epoch_reported.emit(lt.trial.id)
         elif kind == "log":
             self._log(lt, msg.get("line", ""))
+        elif kind == "telemetry":
+            self._on_data_wait(lt, msg)
         elif kind in ("trial_finished", "trial_failed"):
             state = "finished" if kind == "trial_finished" else "failed"
             self._end_trial(lt, state, msg.get("metrics", {}), msg.get("reason"), float(msg["t"]))
             w.trial_id = None
             self._dispatch(w)
+
+    def _on_data_wait(self, lt: LiveTrial, msg: dict[str, Any]) -> None:
+        lt.data_wait = _float(msg.get("data_wait"))
+        if "epoch_data_wait" in msg:
+            lt.steps.append(("data_wait", int(msg.get("epoch", 0)), _float(msg["epoch_data_wait"]), float(msg["t"])))
+        self.data_wait_reported.emit(lt.trial.id)
 
     def _log(self, lt: LiveTrial, line: str) -> None:
         lt.log.append(line)

@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import Any
 
-from core import commands, protocol
+from core import commands, prefetch, protocol
 from core.locate import load_trainable
 from core.metrics import clean_metrics
 
@@ -110,10 +110,25 @@ class TrialError(RuntimeError):
     """A trial failed for a reason that needs no traceback."""
 
 
+def _data_wait_sink(chan: Channel, trial_id: str) -> prefetch.Sink:
+    """Prefetch figures for this trial; each finished pass over the data counts as an epoch."""
+    epochs = 0
+
+    def sink(d: dict[str, Any]) -> None:
+        nonlocal epochs
+        if "epoch_data_wait" in d:
+            epochs += 1
+            d = {**d, "epoch": epochs}
+        chan.send("telemetry", trial_id=trial_id, **d)
+
+    return sink
+
+
 def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     global _current_trial
     _current_trial = trial["id"]
     chan.send("trial_started", trial_id=trial["id"], pid=os.getpid())
+    prefetch.set_sink(_data_wait_sink(chan, trial["id"]))
     try:
         if trial["kind"] == "command":
             raw = commands.run_command(trial, chan)
@@ -135,6 +150,7 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
         chan.send("trial_finished", trial_id=trial["id"], metrics=metrics)
     finally:
         _current_trial = None
+        prefetch.set_sink(None)
 
 
 def _finish_failed(chan: Channel, trial_id: str, reason: str) -> None:

@@ -70,3 +70,25 @@ def test_failures_keep_the_worker_alive(tmp_path):
     assert ends["ok"]["type"] == "trial_finished"
     tb = [m["line"] for m in msgs if m["type"] == "log" and m["trial_id"] == "raises"]
     assert any("Traceback" in line for line in tb), "the traceback is in the trial's log"
+
+
+def test_prefetch_figures_travel_as_telemetry(tmp_path):
+    write(tmp_path / "pf.py", """
+        import time
+        from core.prefetch import prefetch
+        def slow():
+            for i in range(6):
+                time.sleep(0.01)
+                yield i
+        def fit(config, report):
+            for epoch in range(2):
+                for b in prefetch(slow(), depth=0):
+                    time.sleep(0.01)
+            return {"ok": 1}
+        """)
+    r = _run_worker(tmp_path, [_trial(tmp_path, "p", f"{tmp_path / 'pf.py'}:fit")])
+    msgs = [json.loads(line) for line in r.stdout.splitlines()]
+    tele = [m for m in msgs if m["type"] == "telemetry"]
+    epochs = [m for m in tele if "epoch_data_wait" in m]
+    assert [m["epoch"] for m in epochs] == [1, 2] and all(m["trial_id"] == "p" for m in tele)
+    assert all(0.2 < m["epoch_data_wait"] < 0.8 for m in epochs)

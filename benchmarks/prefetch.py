@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.telemetry import open_gpu_reader  # noqa: E402
+from core.nvml import open_gpu_reader  # noqa: E402
 
 
 class GpuUtil:

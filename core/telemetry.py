@@ -11,28 +11,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import psutil
 
+from core.nvml import GpuProcess, GpuReader, GpuSample, open_gpu_reader
+
 NAN = math.nan
-
-
-@dataclass(frozen=True)
-class GpuSample:
-    index: int
-    util: float = NAN  # % of time a kernel ran
-    mem_util: float = NAN
-    mem_used: float = NAN  # bytes
-    mem_total: float = NAN
-    power_w: float = NAN
-    temp_c: float = NAN
 
 
 @dataclass(frozen=True)
 class ProcSample:
     cpu: float = NAN  # % of one core, summed over the worker's process tree
     rss: float = NAN  # bytes, summed over the tree
+    threads: float = NAN
+    gpu_mem: float = NAN  # bytes on the GPU held by the tree's processes (NVML)
+    gpu_sm: float = NAN  # % SM utilisation attributed to the tree (NVML process samples)
 
 
 @dataclass(frozen=True)
@@ -44,86 +37,11 @@ class Snapshot:
     ram_available: float
     ram_total: float
     gpus: tuple[GpuSample, ...] = ()
-    trials: dict[str, ProcSample] = field(default_factory=dict)
-
-
-class GpuReader(Protocol):
-    note: str
-
-    def count(self) -> int: ...
-
-    def read(self, index: int) -> GpuSample: ...
-
-    def close(self) -> None: ...
-
-
-class NoGpu:
-    def __init__(self, note: str = "no NVIDIA GPU") -> None:
-        self.note = note
-
-    def count(self) -> int:
-        return 0
-
-    def read(self, index: int) -> GpuSample:
-        return GpuSample(index)
-
-    def close(self) -> None:
-        pass
-
-
-class NvmlReader:
-    """Real NVML. Each field is read on its own, so one unsupported query leaves only that field NaN."""
-
-    def __init__(self) -> None:
-        import pynvml
-
-        self.nvml: Any = pynvml
-        pynvml.nvmlInit()
-        self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        self.note = ""
-
-    def count(self) -> int:
-        return len(self.handles)
-
-    def read(self, index: int) -> GpuSample:
-        n, h = self.nvml, self.handles[index]
-        util = self._get(lambda: n.nvmlDeviceGetUtilizationRates(h))
-        mem = self._get(lambda: n.nvmlDeviceGetMemoryInfo(h))
-        power = self._get(lambda: n.nvmlDeviceGetPowerUsage(h))
-        temp = self._get(lambda: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU))
-        return GpuSample(
-            index,
-            util=float(util.gpu) if util is not None else NAN,
-            mem_util=float(util.memory) if util is not None else NAN,
-            mem_used=float(mem.used) if mem is not None else NAN,
-            mem_total=float(mem.total) if mem is not None else NAN,
-            power_w=power / 1000.0 if power is not None else NAN,
-            temp_c=float(temp) if temp is not None else NAN,
-        )
-
-    def _get(self, query: Callable[[], Any]) -> Any:
-        try:
-            return query()
-        except self.nvml.NVMLError:
-            return None
-
-    def close(self) -> None:
-        try:
-            self.nvml.nvmlShutdown()
-        except self.nvml.NVMLError:
-            pass
-
-
-def open_gpu_reader() -> GpuReader:
-    from core.devices import detect_gpus
-
-    gpus, note = detect_gpus()
-    if not gpus:
-        return NoGpu(note)
-    try:
-        return NvmlReader()
-    except Exception as exc:  # noqa: BLE001 - any NVML failure means: no GPU readings, said plainly
-        return NoGpu(f"no NVIDIA GPU readings ({exc})")
+    trials: dict[str, ProcSample] = field(default_factory=dict)  # keyed as given to watch() (slot ids)
+    swap_used: float = NAN
+    disk_read_bps: float = NAN
+    disk_write_bps: float = NAN
+    gpu_process_note: str = ""  # why per-process GPU figures are missing, if they are
 
 
 class TelemetrySampler:
@@ -135,6 +53,7 @@ class TelemetrySampler:
         self._procs: dict[str, int] = {}
         self._cache: dict[int, psutil.Process] = {}
         self._lock = threading.Lock()
+        self._last_io: tuple[float, float, float] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         psutil.cpu_percent(percpu=True)  # prime: the first call has no interval to measure
@@ -171,30 +90,58 @@ class TelemetrySampler:
     def sample(self) -> Snapshot:
         cores = tuple(psutil.cpu_percent(percpu=True))
         vm = psutil.virtual_memory()
+        now = time.time()
         gpus = tuple(self.gpu.read(i) for i in range(self.gpu.count()))
+        on_gpu: dict[int, GpuProcess] = {}
+        notes = []
+        for i in range(self.gpu.count()):
+            found, note = self.gpu.processes(i)
+            on_gpu.update(found)
+            if not note and found and not any(psutil.pid_exists(pid) for pid in found):
+                note = "NVML's process ids are not this namespace's (a container?): no per-process figures"
+            if note:
+                notes.append(f"GPU {i}: {note}")
         with self._lock:
             procs = dict(self._procs)
-        trials = {tid: self._tree(pid) for tid, pid in procs.items()}
+        trials = {key: self._tree(pid, on_gpu, bool(notes)) for key, pid in procs.items()}
         total = sum(cores) / len(cores) if cores else NAN
-        return Snapshot(time.time(), total, cores, float(vm.total - vm.available), float(vm.available),
-                        float(vm.total), gpus, trials)
+        read, write = self._disk_rates(now)
+        return Snapshot(now, total, cores, float(vm.total - vm.available), float(vm.available), float(vm.total),
+                        gpus, trials, float(psutil.swap_memory().used), read, write, "; ".join(notes))
 
-    def _tree(self, pid: int) -> ProcSample:
+    def _disk_rates(self, now: float) -> tuple[float, float]:
+        try:
+            io = psutil.disk_io_counters()
+        except (OSError, RuntimeError):
+            io = None
+        if io is None:
+            return NAN, NAN
+        last, self._last_io = self._last_io, (now, float(io.read_bytes), float(io.write_bytes))
+        if last is None or now <= last[0]:
+            return NAN, NAN
+        dt = now - last[0]
+        return (self._last_io[1] - last[1]) / dt, (self._last_io[2] - last[2]) / dt
+
+    def _tree(self, pid: int, on_gpu: dict[int, GpuProcess], gpu_unknown: bool) -> ProcSample:
         try:
             root = self._proc(pid)
             members = [root, *root.children(recursive=True)]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return ProcSample()
-        cpu = rss = 0.0
+        cpu = rss = threads = 0.0
         for p in members:
             try:
                 p = self._proc(p.pid)
                 with p.oneshot():
                     cpu += p.cpu_percent(None)
                     rss += p.memory_info().rss
+                    threads += p.num_threads()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        return ProcSample(cpu, rss)
+        mine = [on_gpu[p.pid] for p in members if p.pid in on_gpu]
+        gpu_mem = sum(g.memory for g in mine) if mine else (NAN if gpu_unknown or not on_gpu else 0.0)
+        gpu_sm = sum(g.sm for g in mine) if mine else NAN
+        return ProcSample(cpu, rss, threads, gpu_mem, gpu_sm)
 
     def _proc(self, pid: int) -> psutil.Process:
         p = self._cache.get(pid)

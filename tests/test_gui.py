@@ -159,9 +159,12 @@ class FakeGpus:
         return 1
 
     def read(self, index):
-        from core.telemetry import GpuSample
+        from core.nvml import GpuSample
 
         return GpuSample(index, util=37.0, mem_util=10.0, mem_used=2e9, mem_total=8e9, temp_c=55.0)
+
+    def processes(self, index):
+        return {}, "no processes"
 
     def close(self):
         pass

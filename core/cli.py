@@ -18,6 +18,7 @@ from core.progress import Progress, format_seconds
 from core.report import leaderboard_text, render_trials, speedup_text
 from core.session import RunSession
 from core.spec import DeviceSpec, SpecError
+from core.starvation import Verdict
 from core.store import ResultStore, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -106,8 +107,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     printer = ProgressPrinter(sys.stderr, args.quiet)
     started = time.time()
 
+    said: set[tuple[str, str, str]] = set()
+
+    def on_verdict(v: Verdict) -> None:
+        key = (v.kind, v.subject, v.severity)
+        if v.active and key not in said:
+            said.add(key)
+            print(f"\ngridwatch: diagnosis: {v.title}: {v.evidence}.\n  fix: {v.fix}", file=sys.stderr)
+
     def listen(session: RunSession) -> None:
         session.notice.connect(lambda m: print(f"\ngridwatch: {m}", file=sys.stderr))
+        session.verdict_changed.connect(on_verdict)
 
     session = run_planned(planned, on_tick=printer.tick, on_session=listen)
     printer.tick(session)
@@ -129,6 +139,15 @@ def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> Non
     ran = [r for r in rows if r.started is not None and r.started >= session.started_at - 1]
     if ran:
         print(speedup_text(results.speedup(ran, wall_s)))
+    verdicts = store.verdicts()
+    if verdicts:
+        print("\nDiagnosis (what kept trials or GPUs waiting)")
+        fixes: dict[str, list[str]] = {}
+        for v in verdicts:
+            fixes.setdefault(v.fix, []).append(f"- {v.title}, for {v.ended - v.started:.0f} s: {v.evidence}")
+        for fix, lines in fixes.items():
+            print("\n".join(lines))
+            print(f"  fix: {fix}")
     failed = [r for r in rows if r.state == "failed"]
     for r in failed[:10]:
         print(f"failed: {r.id}: {r.reason}")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QTimer
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from core import devices, trials
 from core.devices import DeviceError, Machine, Slot
@@ -16,9 +16,16 @@ from core.scheduler import unplaceable
 from core.session import RunSession
 from core.spec import GridSpec, load_grid
 from core.store import ResultStore, StoreError
+from core.telemetry import TelemetrySampler
 from core.trials import Trial
 
 RUNS_DIR = Path("runs")
+
+
+class SnapshotBridge(QObject):
+    """Carries telemetry snapshots from the sampler thread to the Qt thread (queued by Qt)."""
+
+    snapshot = Signal(object)
 
 
 class PlanError(ValueError):
@@ -115,14 +122,20 @@ def run_planned(planned: PlannedRun, on_tick: Callable[[RunSession], None] | Non
     timer = QTimer()
     timer.timeout.connect(lambda: on_tick(session) if on_tick else None)  # also lets Python see SIGINT
     timer.start(tick_ms)
+    bridge = SnapshotBridge()
+    sampler = TelemetrySampler(bridge.snapshot.emit, 0.25)
+    bridge.snapshot.connect(session.on_snapshot)
+    session.pids_changed.connect(sampler.watch)
     previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
     try:
+        sampler.start()
         session.start()
         if session.status is None:
             app.exec()
     finally:
         signal.signal(signal.SIGINT, previous)
         timer.stop()
+        sampler.stop()
         if session.status is None:
             session.stop_blocking()
         session.close()

@@ -25,6 +25,9 @@ class TrialScheduler:
                     return self._queue.pop(i)
         return None
 
+    def pending(self) -> tuple[Trial, ...]:
+        return tuple(self._queue)
+
     def requeue(self, trial: Trial) -> None:
         """A trial that lost its worker goes back to the front: it was next once already."""
         self._queue.insert(0, trial)

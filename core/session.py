@@ -12,12 +12,15 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from core import diagnosis
 from core.devices import Slot
 from core.launcher import SlotWorker
 from core.progress import Progress, estimate_eta
 from core.scheduler import TrialScheduler
 from core.spec import GridSpec
+from core.starvation import StarvationDetector, Verdict
 from core.store import ResultStore
+from core.telemetry import Snapshot
 from core.trials import Trial
 
 LOG_TAIL = 200  # lines of a trial's own output kept in the store
@@ -46,6 +49,8 @@ class RunSession(QObject):
     epoch_reported = Signal(str)
     log_line = Signal(str, str)  # trial id, line
     data_wait_reported = Signal(str)  # trial id: its rolling data-wait fraction changed
+    verdict_changed = Signal(object)  # a starvation Verdict opened, changed or closed
+    pids_changed = Signal(dict)  # slot id -> worker pid, for the telemetry sampler
     notice = Signal(str)  # something the user should read once
     finished = Signal(str)  # "done" | "failed" | "stopped"
 
@@ -67,6 +72,10 @@ class RunSession(QObject):
         self.status: str | None = None
         self.started_at = 0.0
         self._bad_starts: dict[str, int] = {}
+        self.detector = StarvationDetector()
+        self.recorder = diagnosis.TelemetryRecorder()
+        self._wait_since: dict[str, float] = {}
+        self._flushed = 0.0
         self._stray: dict[str, deque[str]] = {}
 
     # -- control ----------------------------------------------------------------------------------------
@@ -136,6 +145,32 @@ class RunSession(QObject):
                         queued=queued, running=running, eta_s=eta, elapsed_s=now - self.started_at,
                         paused=self.paused)
 
+    def on_snapshot(self, snap: Snapshot) -> None:
+        """A telemetry sample: kept at 1 Hz in the results file, and judged by the starvation detector."""
+        if self.status is not None:
+            return
+        self.recorder.add(snap)
+        if snap.t - self._flushed >= 5.0:
+            self._flushed = snap.t
+            self.store.add_telemetry(self.recorder.take())
+        obs = diagnosis.observation(snap, self._slot_states(), self.scheduler.pending())
+        for v in self.detector.observe(obs):
+            self.store.save_verdict(v)
+            self.verdict_changed.emit(v)
+
+    def _slot_states(self) -> list[diagnosis.SlotState]:
+        out = []
+        for w in self.workers:
+            lt = self.live.get(w.trial_id or "")
+            running = lt is not None and lt.state == "running"
+            out.append(diagnosis.SlotState(w.slot, w.trial_id if running else None,
+                                           lt.data_wait if lt else float("nan"),
+                                           self._wait_since.get(w.trial_id or "", float("nan"))))
+        return out
+
+    def verdicts(self) -> list[Verdict]:
+        return list(self.detector.verdicts)
+
     def worker_pids(self) -> dict[str, int]:
         """Slot id -> pid of its worker, for per-slot telemetry."""
         return {w.slot.id: w.pid for w in self.workers if w.pid is not None}
@@ -175,6 +210,7 @@ class RunSession(QObject):
         kind = msg["type"]
         lt = self.live.get(msg.get("trial_id") or "")
         if kind == "hello":
+            self.pids_changed.emit(self.worker_pids())
             self._dispatch(w)
         elif lt is None:
             if kind == "log":
@@ -204,6 +240,7 @@ class RunSession(QObject):
 
     def _on_data_wait(self, lt: LiveTrial, msg: dict[str, Any]) -> None:
         lt.data_wait = _float(msg.get("data_wait"))
+        self._wait_since.setdefault(lt.trial.id, float(msg["t"]))
         if "epoch_data_wait" in msg:
             lt.steps.append(("data_wait", int(msg.get("epoch", 0)), _float(msg["epoch_data_wait"]), float(msg["t"])))
         self.data_wait_reported.emit(lt.trial.id)
@@ -233,6 +270,7 @@ class RunSession(QObject):
         w.deleteLater()
         if self.status is not None:  # shut down after the run ended
             return
+        self.pids_changed.emit(self.worker_pids())
         if w.trial_id is not None:
             lt = self.live[w.trial_id]
             if self.stopping:
@@ -290,6 +328,11 @@ class RunSession(QObject):
             self.status = "failed"
         else:
             self.status = "done"
+        self.store.add_telemetry(self.recorder.take())
+        for v in self.detector.active():
+            v.active = False
+            self.store.save_verdict(v)
+            self.verdict_changed.emit(v)
         self.store.end_session(self.status)
         self.finished.emit(self.status)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.spec import GridSpec
+from core.starvation import Verdict
 from core.trials import Trial
 
 SCHEMA_VERSION = 1
@@ -35,6 +36,12 @@ CREATE TABLE IF NOT EXISTS trials (
     config_key TEXT NOT NULL, params TEXT NOT NULL, fold INTEGER NOT NULL, device_pref TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'queued', slot TEXT, device TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     started REAL, ended REAL, reason TEXT, metrics TEXT, log_tail TEXT, session_id INTEGER, ord INTEGER
+);
+CREATE TABLE IF NOT EXISTS telemetry (t REAL NOT NULL, key TEXT NOT NULL, value REAL);
+CREATE INDEX IF NOT EXISTS telemetry_t ON telemetry (t);
+CREATE TABLE IF NOT EXISTS verdicts (
+    kind TEXT NOT NULL, subject TEXT NOT NULL, started REAL NOT NULL, ended REAL, severity TEXT,
+    evidence TEXT, fix TEXT, PRIMARY KEY (kind, subject, started)
 );
 CREATE TABLE IF NOT EXISTS steps (
     trial_id TEXT NOT NULL REFERENCES trials(id), key TEXT NOT NULL, step INTEGER NOT NULL,
@@ -117,6 +124,12 @@ class ResultStore:
         version = int(meta.get("schema_version", "0"))
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer gridwatch (schema {version}); upgrade to open it")
+        if not {"telemetry", "verdicts"} <= tables:
+            try:
+                with self.db:
+                    self.db.executescript(SCHEMA)  # tables added since the file was written
+            except sqlite3.OperationalError:
+                pass  # read-only: it simply has no telemetry to replay
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -173,6 +186,24 @@ class ResultStore:
                                 "VALUES (?, ?, ?, ?, ?)", [(trial_id, *s) for s in steps])
             self.db.execute("UPDATE trials SET state=?, ended=?, metrics=?, reason=?, log_tail=? WHERE id=?",
                             (state, ended, json.dumps(metrics), reason, log_tail, trial_id))
+
+    def add_telemetry(self, rows: list[tuple[float, str, float]]) -> None:
+        if rows:
+            with self.db:
+                self.db.executemany("INSERT INTO telemetry (t, key, value) VALUES (?, ?, ?)", rows)
+
+    def save_verdict(self, v: Verdict) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (v.kind, v.subject, v.started, v.ended, v.severity, v.evidence, v.fix))
+
+    def telemetry(self) -> list[tuple[float, str, float]]:
+        return [(r[0], r[1], r[2]) for r in self.db.execute("SELECT t, key, value FROM telemetry ORDER BY t")]
+
+    def verdicts(self) -> list[Verdict]:
+        rows = self.db.execute("SELECT kind, subject, severity, evidence, fix, started, ended FROM verdicts "
+                               "ORDER BY started").fetchall()
+        return [Verdict(r[0], r[1], r[2], r[3], r[4], r[5], r[6], active=False) for r in rows]
 
     def end_session(self, status: str) -> None:
         if self.session_id is None:

@@ -27,15 +27,17 @@ from PySide6.QtWidgets import (
 
 from core import results, trials
 from core.devices import DeviceError, Machine
-from core.headless import PlanError, default_db_path, plan_grid
+from core.headless import PlanError, SnapshotBridge, default_db_path, plan_grid
 from core.progress import format_seconds
 from core.replay import live_from_store
 from core.session import LiveTrial, RunSession
 from core.spec import GridSpec, SpecError
+from core.starvation import Verdict
 from core.store import ResultStore, StoreError
 from core.telemetry import GpuReader, TelemetrySampler
+from gui.diagnosis_view import DiagnosisView
 from gui.grid_editor import GridEditor
-from gui.monitor import MonitorView, SnapshotBridge
+from gui.monitor import MonitorView
 from gui.results_view import LeaderboardView
 from gui.timeline import TimelineView
 from gui.trial_detail import TrialDetail
@@ -110,11 +112,15 @@ class MainWindow(QMainWindow):
         self.monitor = MonitorView(machine.logical_cores, len(machine.gpus), machine.gpu_note)
         self.timeline = TimelineView()
         self.board = LeaderboardView()
+        self.diagnosis = DiagnosisView()
         grid_dock = self._dock("Grid", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea)
         monitor = self._dock("Monitor", self.monitor, Qt.DockWidgetArea.RightDockWidgetArea)
         timeline = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
         board = self._dock("Results", self.board, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.splitDockWidget(timeline, board, Qt.Orientation.Horizontal)
+        diagnosis = self._dock("Diagnosis", self.diagnosis, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(board, diagnosis)
+        board.raise_()
         self.resizeDocks([grid_dock, monitor], [400, 470], Qt.Orientation.Horizontal)
         self.resizeDocks([timeline], [230], Qt.Orientation.Vertical)
         self.resizeDocks([timeline, board], [800, 700], Qt.Orientation.Horizontal)
@@ -177,6 +183,13 @@ class MainWindow(QMainWindow):
         session.log_line.connect(self.detail.append_log)
         session.notice.connect(lambda m: self.statusBar().showMessage(m, 15000))
         session.finished.connect(self._on_finished)
+        session.data_wait_reported.connect(self.trials.refresh)
+        session.verdict_changed.connect(self._on_verdict)
+        session.pids_changed.connect(self.sampler.watch)
+        self.bridge.snapshot.connect(session.on_snapshot)
+        self.monitor.go_live()
+        self.trials.badges.clear()
+        self.diagnosis.show_verdicts([])
         self._show_run(session.live, spec, [s.id for s in planned.slots], time.time())
         self.monitor.set_slots([s.id for s in planned.slots])
         session.start()
@@ -217,6 +230,10 @@ class MainWindow(QMainWindow):
         self._show_live(live, slots, origin)
         for lt in live.values():
             self.timeline.update_trial(lt)
+        verdicts = store.verdicts()
+        self.trials.badges.clear()
+        self.diagnosis.show_verdicts(verdicts)
+        self.monitor.replay(store.telemetry(), slots)
         self.setWindowTitle(f"gridwatch — {Path(path).name} (read-only)")
         self._update_actions()
 
@@ -229,7 +246,7 @@ class MainWindow(QMainWindow):
     def _show_live(self, live: dict[str, LiveTrial], slots: list[str], origin: float) -> None:
         self.live = live
         self.trials.reset(live, {m["name"]: m.get("metric") for m in self.models_meta})
-        for col, width in enumerate((150, 55, 70, 90, 65, 40, 50, 65)):
+        for col, width in enumerate((150, 55, 70, 90, 65, 65, 40, 50, 65)):
             self.table.setColumnWidth(col, width)
         self.model_pick.blockSignals(True)
         self.model_pick.clear()
@@ -244,8 +261,6 @@ class MainWindow(QMainWindow):
     def _on_trial_changed(self, trial_id: str) -> None:
         self.trials.refresh(trial_id)
         self.timeline.update_trial(self.live[trial_id])
-        if self.session is not None:
-            self.sampler.watch(self.session.worker_pids())
         if trial_id == self.detail.trial_id:
             self.detail.show_trial(self.live[trial_id])
 
@@ -258,8 +273,35 @@ class MainWindow(QMainWindow):
         if trial_id == self.detail.trial_id:
             self.detail.show_trial(self.live[trial_id])
 
+    def _on_verdict(self, v: Verdict) -> None:
+        """A badge on the trial's row, a line in the Diagnosis panel, a shaded span on its GPU's plot."""
+        if v.subject in self.live:
+            if v.active:
+                self.trials.badges[v.subject] = v
+            else:
+                self.trials.badges.pop(v.subject, None)
+            self.trials.refresh(v.subject)
+        verdicts = self.session.verdicts() if self.session is not None else [v]
+        self.diagnosis.show_verdicts(verdicts)
+        self.monitor.set_starved(self._gpu_spans(verdicts))
+
+    def _gpu_spans(self, verdicts: list[Verdict]) -> dict[int, list[tuple[float, float | None]]]:
+        slots = {s.id: s for s in (self.session.slots if self.session is not None else [])}
+        spans: dict[int, list[tuple[float, float | None]]] = {}
+        for v in verdicts:
+            gpu: int | None = None
+            if v.subject.startswith("gpu") and v.subject[3:].isdigit():
+                gpu = int(v.subject[3:])
+            elif v.subject in self.live and self.live[v.subject].slot in slots:
+                gpu = slots[self.live[v.subject].slot or ""].gpu_index
+            if gpu is not None:
+                spans.setdefault(gpu, []).append((v.started, None if v.active else v.ended))
+        return spans
+
     def _on_finished(self, status: str) -> None:
         if self.session is not None:
+            self.bridge.snapshot.disconnect(self.session.on_snapshot)
+            self.session.pids_changed.disconnect(self.sampler.watch)
             self.session.close()
         self._board_dirty = True
         self._refresh_board()

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from core.telemetry import Snapshot
@@ -21,12 +21,6 @@ GIB = 1024**3
 HOUR_AT_MAX_RATE = 3600 * 20  # ring capacity: at least 1 h at the fastest sampling rate
 WINDOWS = [("1 min", 60.0), ("5 min", 300.0), ("15 min", 900.0), ("1 h", 3600.0), ("whole run", None)]
 PALETTE = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00acc1", "#6d4c41", "#c0ca33"]
-
-
-class SnapshotBridge(QObject):
-    """Carries snapshots from the sampler thread to the GUI thread (queued by Qt)."""
-
-    snapshot = Signal(object)
 
 
 class AgoAxis(pg.AxisItem):
@@ -71,6 +65,10 @@ class MonitorView(QWidget):
         self.gpu = RingSeries([f"{k}{i}" for i in range(gpu_count)
                                for k in ("util", "mem", "power", "temp")], HOUR_AT_MAX_RATE)
         self.slots = RingSeries([], HOUR_AT_MAX_RATE)
+        self.replaying = False  # showing a finished run's stored telemetry; live samples wait
+        self.util_plots: dict[int, pg.PlotWidget] = {}
+        self.starved: dict[int, list[tuple[float, float | None]]] = {}  # GPU -> spans (end None: ongoing)
+        self.regions: dict[int, list[pg.LinearRegionItem]] = {}
         self.curves: list[tuple[pg.PlotDataItem, RingSeries, int, float]] = []  # item, ring, row, scale
         self._build(gpu_note)
         self.timer = QTimer(self)
@@ -116,6 +114,7 @@ class MonitorView(QWidget):
             layout.addWidget(note)
         for i in range(self.gpu_count):
             util = _plot(f"GPU {i}", "%", 100)
+            self.util_plots[i] = util
             self._curve(util, self.gpu, f"util{i}", "utilisation", pg.mkPen("#8e24aa", width=2))
             self._curve(util, self.gpu, f"mem{i}", "memory used", pg.mkPen("#fb8c00", width=2))
             power = _plot(f"GPU {i}", "W / °C")
@@ -178,6 +177,8 @@ class MonitorView(QWidget):
     # -- data -------------------------------------------------------------------------------------------
 
     def on_snapshot(self, s: Snapshot) -> None:
+        if self.replaying:
+            return
         row = {"total": s.cpu_total, "ram_used": s.ram_used, "ram_available": s.ram_available}
         row.update({f"core{i}": v for i, v in enumerate(s.cpu_cores)})
         self.host.append(s.t, row)
@@ -206,10 +207,76 @@ class MonitorView(QWidget):
             item.setData(t - now, v[row] * scale if scale != 1.0 else v[row])
         t, v = cache.get(id(self.host)) or self.host.window(self.window_s, now)
         self._draw_strip(t - now, v)
+        self._draw_starved(now)
         span = self.window_s if self.window_s is not None else self._whole_span(now)
         if span != self.span:  # the others are x-linked; a fixed range keeps the axes' pictures cached
             self.span = span
             self.cpu_plot.setXRange(-span, 0, padding=0)
+
+    # -- starved spans and replay ------------------------------------------------------------------------
+
+    def set_starved(self, spans: dict[int, list[tuple[float, float | None]]]) -> None:
+        """Shade the spans when a GPU's work was judged starved (see the Diagnosis panel for why)."""
+        self.starved = spans
+        self._draw_starved(self.last_t if self.last_t == self.last_t else time.time())
+
+    def _draw_starved(self, now: float) -> None:
+        for gpu, plot in self.util_plots.items():
+            spans = self.starved.get(gpu, [])
+            pool = self.regions.setdefault(gpu, [])
+            while len(pool) < len(spans):
+                region = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(229, 57, 53, 50),
+                                             pen=pg.mkPen(None))
+                region.setToolTip("starved: see the Diagnosis panel")
+                plot.addItem(region, ignoreBounds=True)
+                pool.append(region)
+            for i, region in enumerate(pool):
+                if i < len(spans):
+                    t0, t1 = spans[i]
+                    region.setRegion((t0 - now, (now if t1 is None else t1) - now))
+                region.setVisible(i < len(spans))
+
+    def go_live(self) -> None:
+        """Back to live samples after showing a finished run."""
+        if self.replaying:
+            self.replaying = False
+            self._reset_rings(self.slots.names)
+        self.starved = {}
+
+    def _reset_rings(self, slot_ids: list[str]) -> None:
+        for ring in (self.host, self.gpu):
+            ring.count = ring.head = 0
+        self.set_slots(slot_ids)
+        self.last_t = self.drawn_t = math.nan
+
+    def replay(self, rows: list[tuple[float, str, float]], slot_ids: list[str]) -> None:
+        """Show a finished run's stored telemetry (1 Hz) instead of the live machine."""
+        self.replaying = True
+        self._reset_rings(slot_ids)
+        by_t: dict[float, dict[str, float]] = {}
+        for t, key, value in rows:
+            by_t.setdefault(t, {})[key] = value
+        for t in sorted(by_t):
+            self._replay_row(t, by_t[t])
+        self.window_pick.setCurrentIndex(len(WINDOWS) - 1)  # the whole run
+        self.redraw(force=True)
+
+    def _replay_row(self, t: float, r: dict[str, float]) -> None:
+        host = {"total": r.get("cpu_total", math.nan), "ram_used": r.get("ram_used", math.nan),
+                "ram_available": r.get("ram_available", math.nan)}
+        host.update({k: v for k, v in r.items() if k.startswith("core")})
+        self.host.append(t, host)
+        if self.gpu_count:
+            g: dict[str, float] = {}
+            for i in range(self.gpu_count):
+                used, total = r.get(f"gpu{i}.mem_used", math.nan), r.get(f"gpu{i}.mem_total", math.nan)
+                g.update({f"util{i}": r.get(f"gpu{i}.util", math.nan), f"power{i}": r.get(f"gpu{i}.power", math.nan),
+                          f"temp{i}": r.get(f"gpu{i}.temp", math.nan),
+                          f"mem{i}": 100.0 * used / total if total == total and total else math.nan})
+            self.gpu.append(t, g)
+        if self.slots.names:
+            self.slots.append(t, {k[5:-4]: v for k, v in r.items() if k.startswith("slot.") and k.endswith(".rss")})
+        self.last_t = t
 
     def _whole_span(self, now: float) -> float:
         """Whole run: the span grows in steps, so the axis is redrawn now and then, not every frame."""

@@ -12,8 +12,9 @@ from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleO
 
 from core.report import params_text
 from core.session import LiveTrial
+from core.starvation import Verdict
 
-COLUMNS = ["trial", "model", "state", "progress", "metric", "fold", "slot", "duration", "params"]
+COLUMNS = ["trial", "model", "state", "progress", "metric", "data wait", "fold", "slot", "duration", "params"]
 PROGRESS_COL = COLUMNS.index("progress")
 STATE_COLOURS = {"queued": "#9aa0a6", "running": "#1e88e5", "finished": "#43a047", "failed": "#e53935",
                  "stopped": "#fb8c00"}
@@ -28,6 +29,7 @@ class TrialsModel(QAbstractTableModel):
         self.ids: list[str] = []
         self.rows: dict[str, int] = {}
         self.metric_of: dict[str, str | None] = {}  # model -> primary metric shown in the table
+        self.badges: dict[str, Verdict] = {}  # trial id -> its active starvation verdict (a badge on the row)
 
     def reset(self, live: dict[str, LiveTrial], metric_of: dict[str, str | None]) -> None:
         self.beginResetModel()
@@ -70,9 +72,12 @@ class TrialsModel(QAbstractTableModel):
             return self._text(lt, col)
         if role == SORT_ROLE:
             return self._sort_key(lt, col)
-        if role == Qt.ItemDataRole.ForegroundRole and col == "state":
-            return QBrush(QColor(STATE_COLOURS.get(lt.state, "#000000")))
-        if role == Qt.ItemDataRole.ToolTipRole and lt.reason:
+        flag = self.badges.get(lt.trial.id)
+        if role == Qt.ItemDataRole.ForegroundRole and col in ("state", "data wait"):
+            return QBrush(QColor("#e65100" if flag else STATE_COLOURS.get(lt.state, "#000000")))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if flag and col in ("state", "data wait"):
+                return f"{flag.title}: {flag.evidence}\nfix: {flag.fix}"
             return lt.reason
         if role == Qt.ItemDataRole.UserRole:
             return self.progress(lt)
@@ -91,7 +96,10 @@ class TrialsModel(QAbstractTableModel):
         if col == "slot":
             return lt.slot or ""
         if col == "state":
-            return lt.state
+            flag = self.badges.get(lt.trial.id)
+            return f"{lt.state} ⚠ {flag.kind.replace('_', '-')}" if flag else lt.state
+        if col == "data wait":
+            return "" if lt.data_wait != lt.data_wait else f"{lt.data_wait:.0%}"
         if col == "progress":
             total = self.epochs(lt)
             return f"{lt.epoch}/{total}" if total else (str(lt.epoch) if lt.epoch else "")
@@ -113,6 +121,8 @@ class TrialsModel(QAbstractTableModel):
             return -math.inf if v is None else v
         if col == "duration":
             return self.duration(lt) or 0.0
+        if col == "data wait":
+            return -1.0 if lt.data_wait != lt.data_wait else lt.data_wait
         return self._text(lt, col)
 
     def epochs(self, lt: LiveTrial) -> int:

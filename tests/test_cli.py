@@ -140,8 +140,8 @@ def test_demo_grid_end_to_end(tmp_path):
     dbs = list((tmp_path / "runs").glob("pose-demo-*.gridwatch.db"))
     assert len(dbs) == 1
     conn = sqlite3.connect(dbs[0])
-    assert conn.execute("SELECT COUNT(*) FROM trials WHERE state='finished'").fetchone()[0] == 48
-    assert conn.execute("SELECT COUNT(DISTINCT trial_id) FROM steps WHERE key='val_acc'").fetchone()[0] == 48
+    assert conn.execute("SELECT COUNT(*) FROM trials WHERE state='finished'").fetchone()[0] == 54
+    assert conn.execute("SELECT COUNT(DISTINCT trial_id) FROM steps WHERE key='val_acc'").fetchone()[0] == 54
 
 
 @pytest.mark.parametrize("args", [["devices"], []])

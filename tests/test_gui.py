@@ -42,11 +42,11 @@ def _param_row(editor, name):
 
 def test_editing_an_axis_updates_the_trial_count(window):
     ed = window.editor
-    assert ed.message.startswith("48 trials") and window.run_act.isEnabled()
-    assert window.trials.rowCount() == 48, "the table previews the grid's trials"
+    assert ed.message.startswith("54 trials") and window.run_act.isEnabled()
+    assert window.trials.rowCount() == 54, "the table previews the grid's trials"
     row = _param_row(ed, "lr")
     ed.model_form.params.item(row, 2).setText("0.001, 0.003, 0.01")
-    assert ed.message.startswith("66 trials"), ed.message
+    assert ed.message.startswith("72 trials"), ed.message
 
 
 def test_saved_grid_runs_unchanged_in_the_cli(window, tmp_path):
@@ -54,7 +54,7 @@ def test_saved_grid_runs_unchanged_in_the_cli(window, tmp_path):
     ed.model_form.params.item(_param_row(ed, "lr"), 2).setText("0.002")
     out = ed.save_file(tmp_path / "edited.toml")
     spec = parse_grid(out.read_text(), out)
-    assert spec.models[0].grid["lr"] == [0.002] and ed.message.startswith("30 trials")
+    assert spec.models[0].grid["lr"] == [0.002] and ed.message.startswith("36 trials")
 
 
 def test_invalid_value_disables_run_and_shows_the_cli_message(window):
@@ -136,7 +136,8 @@ app = get_qapp()
 w = MainWindow(detect(), __import__("pathlib").Path({str(outside)!r}) / "runs")
 w.editor.set_text(open({str(DEMO_GRID)!r}).read().replace("folds = 3", "folds = 2")
                   .replace("[1, 2, 3]", "[1]").replace("[32, 128]", "[128]").replace("epochs = 15", "epochs = 1")
-                  .replace("epochs = 20", "epochs = 1").replace("[0.003, 0.01]", "[0.01]"))
+                  .replace("epochs = 20", "epochs = 1").replace("epochs = 8", "epochs = 1")
+                  .replace("[0.003, 0.01]", "[0.01]"))
 w.start_run()
 w.session.finished.connect(lambda s: (print("status", s), print("torch", "torch" in sys.modules), app.quit()))
 QTimer.singleShot(120000, app.quit)
@@ -186,6 +187,9 @@ def test_gpu_plots_with_a_missing_reading(qtbot, tmp_path):
     assert (row["util0"] == 37.0).all() and (row["mem0"] == 25.0).all()
     assert np.isnan(row["power0"]).all(), "an unsupported reading is a gap, never 0"
     monitor.redraw(force=True)
+    monitor.set_starved({0: [(monitor.last_t - 5, None)]})
+    [region] = monitor.regions[0]
+    assert region.isVisible() and region.getRegion() == (-5.0, 0.0), "a starved span is shaded on the GPU plot"
     w.close()
 
 
@@ -194,3 +198,33 @@ def test_no_gpu_says_so(window):
         pytest.skip("this machine has an NVIDIA GPU")
     notes = window.monitor.findChildren(QLabel, "gpu_note")
     assert notes and "no NVIDIA GPU" in notes[0].text()
+
+
+def test_starved_trial_gets_a_badge_a_diagnosis_and_replays(window, qtbot, outside):
+    g = grid(outside, """
+        [[model]]
+        name = "pose"
+        trainable = "core.demo:input_bound"
+        [model.fixed]
+        prefetch = false
+        heatmap_size = 64
+        epochs = 14
+        n_per_class = 400
+        """, folds=2)
+    window.editor.load_file(g)
+    window.start_run()
+    qtbot.waitUntil(lambda: bool(window.trials.badges), timeout=90_000)
+    tid, verdict = next(iter(window.trials.badges.items()))
+    assert verdict.kind == "input_bound" and verdict.active
+    row = window.trials.rows[tid]
+    state = window.trials.index(row, 2).data()
+    assert "⚠ input-bound" in state
+    assert window.trials.index(row, 5).data().endswith("%"), "the data-wait column is filled"
+    assert "input-bound" in window.diagnosis.topLevelItem(0).text(0)
+    qtbot.waitUntil(lambda: window.session.status is not None, timeout=120_000)
+    lt = window.live[tid]
+    assert any(key == "data_wait" for key, *_ in lt.steps), "a per-epoch data-wait curve"
+    db = window.store.path
+    window.open_results(db)
+    assert window.diagnosis.topLevelItemCount() >= 1 and "input-bound" in window.diagnosis.topLevelItem(0).text(0)
+    assert window.monitor.replaying and len(window.monitor.host) > 3, "the run's telemetry replays"

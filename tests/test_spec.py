@@ -19,8 +19,8 @@ def project(tmp_path):
 
 def test_demo_grid_is_valid():
     g = load_grid(REPO / "resources" / "demo.toml")
-    assert [m.name for m in g.models] == ["mlp", "lstm"]
-    assert trials.count(g) == len(trials.expand(g)) == (12 + 4) * 3
+    assert [m.name for m in g.models] == ["mlp", "lstm", "heatmaps"]
+    assert trials.count(g) == len(trials.expand(g)) == (12 + 4 + 2) * 3
 
 
 def test_defaults(project):

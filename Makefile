@@ -47,13 +47,14 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/grid_throughput.py
+	$(BIN)/python benchmarks/prefetch.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/gui_overhead.py
 
 # A real window under Xvfb while the demo grid runs, captured for the README.
 screenshot: install
 	@command -v xvfb-run >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq xvfb xauth; }
 	@$(SUDO) apt-get install -y -qq libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 >/dev/null
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m gui.screenshot resources/screenshot.png 42
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m gui.screenshot resources/screenshot.png 68
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -24,6 +24,7 @@ from typing import Any
 
 WINDOW_S = 10.0
 REPORT_EVERY_S = 1.0
+MIN_STEPS = 5  # a rolling figure from fewer steps is mostly start-up
 
 Sink = Callable[[dict[str, Any]], None]
 _sink: Sink | None = None
@@ -33,6 +34,7 @@ def set_sink(sink: Sink | None) -> None:
     """The worker installs a sink per trial; data-wait figures flow to it as dicts."""
     global _sink
     _sink = sink
+    _recent.clear()  # a new trial starts a new rolling window
 
 
 @dataclass
@@ -46,14 +48,19 @@ class WaitStats:
         return self.wait_s / self.wall_s if self.wall_s > 0 else float("nan")
 
 
+# (t, wait, wall) of the process's recent steps: shared by every pass, so a trainable that wraps its loader
+# anew each epoch still gets a rolling window that spans epochs.
+_recent: deque[tuple[float, float, float]] = deque()
+_last_report = [0.0]
+
+
 class DataWaitMeter:
     """Blocked-waiting time vs step wall time, for the epoch and for the last WINDOW_S seconds."""
 
     def __init__(self, window_s: float = WINDOW_S) -> None:
         self.window_s = window_s
         self.epoch = WaitStats()
-        self.recent: deque[tuple[float, float, float]] = deque()  # (t, wait, wall)
-        self.last_report = 0.0
+        self.recent = _recent
 
     def step(self, t: float, wait: float, wall: float) -> None:
         self.epoch.steps += 1
@@ -62,8 +69,8 @@ class DataWaitMeter:
         self.recent.append((t, wait, wall))
         while self.recent and self.recent[0][0] < t - self.window_s:
             self.recent.popleft()
-        if _sink is not None and t - self.last_report >= REPORT_EVERY_S:
-            self.last_report = t
+        if _sink is not None and len(self.recent) >= MIN_STEPS and t - _last_report[0] >= REPORT_EVERY_S:
+            _last_report[0] = t
             _sink({"data_wait": self.window_fraction(), "window_s": self.window_s, "steps": len(self.recent)})
 
     def window_fraction(self) -> float:

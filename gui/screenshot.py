@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QDockWidget
 
 from gui.app import get_qapp, make_window
 
@@ -22,8 +23,12 @@ def main(argv: list[str]) -> int:
     QTimer.singleShot(1000, window.start_run)
 
     def select_running() -> None:
-        running = [r for r in range(window.trials.rowCount()) if window.trials.trial_at(r).state == "running"]
-        index = window.filter.mapFromSource(window.trials.index(running[0] if running else 0, 0))
+        rows = range(window.trials.rowCount())
+        running = [r for r in rows if window.trials.trial_at(r).state == "running"]
+        flagged = [r for r in running if window.trials.trial_at(r).trial.id in window.trials.badges]
+        index = window.filter.mapFromSource(window.trials.index((flagged or running or [0])[0], 0))
+        if flagged:
+            window.findChild(QDockWidget, "dock_diagnosis").raise_()
         window.table.setCurrentIndex(index)
         window.table.scrollTo(index)
 

@@ -120,6 +120,23 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def memory_budgets(machine: Machine, spec: DeviceSpec, slots: list[Slot]) -> dict[str, float]:
+    """Bytes that trials may use on each memory device: 'host' (RAM) and 'gpu<i>' (VRAM)."""
+    gib = 1024**3
+    ram = machine.ram_total - spec.ram_reserve_gb * gib
+    if spec.ram_budget_gb is not None:
+        ram = min(ram, spec.ram_budget_gb * gib)
+    budgets = {"host": max(ram, 0.0)}
+    for g in machine.gpus:
+        if any(s.gpu_index == g.index for s in slots):
+            budgets[f"gpu{g.index}"] = max(g.memory_total - spec.vram_reserve_gb * gib, 0.0)
+    return budgets
+
+
+def memory_device(slot: Slot) -> str:
+    return "host" if slot.gpu_index is None else f"gpu{slot.gpu_index}"
+
+
 def default_cpu_slots(physical_cores: int) -> int:
     """One slot per physical core; from 4 cores up keep one free for the app and the desktop."""
     return physical_cores - 1 if physical_cores >= 4 else max(1, physical_cores)

@@ -12,10 +12,11 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from core import devices, trials
 from core.devices import DeviceError, Machine, Slot
+from core.estimates import Estimates
 from core.scheduler import unplaceable
 from core.session import RunSession
 from core.spec import GridSpec, load_grid
-from core.store import ResultStore, StoreError
+from core.store import ResultStore, StoreError, previous_estimates
 from core.telemetry import TelemetrySampler
 from core.trials import Trial
 
@@ -40,6 +41,12 @@ class PlannedRun:
     store: ResultStore
     done_ids: set[str]
     machine: Machine
+    estimates: Estimates
+    budgets: dict[str, float]
+
+    def session(self, parent: QObject | None = None) -> RunSession:
+        return RunSession(self.grid, self.trials, self.slots, self.store, self.done_ids, parent,
+                          estimates=self.estimates, budgets=self.budgets)
 
 
 def default_db_path(name: str, runs_dir: Path = RUNS_DIR) -> Path:
@@ -94,7 +101,9 @@ def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False
         store.close()
         raise PlanError(f"{path} already holds results: pass --resume to continue it, or another --db")
     done = store.begin(grid, all_trials, [s.id for s in slots])
-    return PlannedRun(grid, all_trials, slots, store, done, machine)
+    learned = store.estimates() or previous_estimates(path.parent, grid.name, path)
+    budgets = devices.memory_budgets(machine, grid.devices, slots)
+    return PlannedRun(grid, all_trials, slots, store, done, machine, Estimates.from_rows(learned), budgets)
 
 
 def _db_path(grid: GridSpec, db: str | Path | None, resume: bool) -> Path:
@@ -115,7 +124,7 @@ def run_planned(planned: PlannedRun, on_tick: Callable[[RunSession], None] | Non
                 on_session: Callable[[RunSession], None] | None = None, tick_ms: int = 250) -> RunSession:
     """Run to the end in a Qt event loop (no window). Ctrl-C stops the workers; results stay stored."""
     app = QCoreApplication.instance() or QCoreApplication([])
-    session = RunSession(planned.grid, planned.trials, planned.slots, planned.store, planned.done_ids)
+    session = planned.session()
     if on_session:
         on_session(session)
     session.finished.connect(lambda _status: app.quit())

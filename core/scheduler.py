@@ -1,39 +1,181 @@
-"""Which queued trial a free slot runs next. Pure policy: no Qt, no processes, testable by hand.
+"""TrialScheduler: which queued trial a free slot runs next, and whether it fits. Pure: no Qt, no processes,
+driven by a real or a simulated clock.
 
-FIFO with device preference: a slot first takes the oldest trial that can run only on its kind of device,
-then the oldest `any` trial, so `any` work does not crowd out trials that have nowhere else to go.
+- Order: configs longest-predicted first (folds of one config together, so its leaderboard row completes
+  early); trials nothing is known about yet go first, to learn from them.
+- Placement: a slot first takes trials only its kind of device can run; an `any` trial is left for another
+  kind of device when it is predicted to *finish* clearly sooner there, waiting included.
+- Admission: predicted peak memory x margin must fit the device's budget and its free memory now. A model
+  with no known footprint is a probe and counts as a quarter of the device's budget: it runs with room
+  to spare. An out-of-memory failure lowers that model's concurrency on that device and requeues it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
+from core.estimates import Estimates
 from core.trials import Trial
 
+MARGIN = 1.2  # predicted peak x this must fit
+PROBE_SHARE = 0.25  # an unknown footprint counts as this share of the device's budget
+FASTER_BY = 0.85  # leave an `any` trial for another device only if it finishes there in < 85 % of the time
+MAX_OOM_RETRIES = 3
 
+
+@dataclass(frozen=True)
+class SlotView:
+    id: str
+    kind: str  # "cpu" | "gpu"
+    device: str  # the memory it draws on: "host" or "gpu0"
+    busy_until: float | None = None  # predicted end of its current trial; None when idle
+
+
+@dataclass
+class Running:
+    trial: Trial
+    slot: SlotView
+    started: float
+    need: float  # bytes admitted for it
+
+
+@dataclass
 class TrialScheduler:
-    def __init__(self, trials: Iterable[Trial]) -> None:
-        self._queue: list[Trial] = list(trials)
+    trials: Iterable[Trial]
+    estimates: Estimates = field(default_factory=Estimates)
+    budgets: dict[str, float] = field(default_factory=dict)  # device -> bytes trials may use (absent: no limit)
+
+    def __post_init__(self) -> None:
+        self._queue: list[Trial] = list(self.trials)
+        self.running: dict[str, Running] = {}
+        self.caps: dict[tuple[str, str], int] = {}  # (model, device) -> most at once, after an OOM
+        self.oom_tries: dict[str, int] = {}
+        self.waiting: dict[str, str] = {}  # trial id -> why it has not started
+        self._dirty = True
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    def next_for(self, slot_kind: str) -> Trial | None:
-        for wanted in (slot_kind, "any"):
-            for i, t in enumerate(self._queue):
-                if t.device_pref == wanted:
-                    return self._queue.pop(i)
-        return None
-
     def pending(self) -> tuple[Trial, ...]:
         return tuple(self._queue)
 
+    # -- choosing ---------------------------------------------------------------------------------------
+
+    def next_for(self, slot: SlotView, slots: Sequence[SlotView], now: float,
+                 free: dict[str, float] | None = None) -> Trial | None:
+        """The trial `slot` should start now, or None (see `waiting` for why the others wait)."""
+        if self._dirty:
+            self._queue = self._ordered(self._queue)
+            self._dirty = False
+        kinds = {s.kind for s in slots}
+        for wanted in (slot.kind, "any"):
+            ahead = 0  # `any` trials before this one: the other device would take those first
+            for i, t in enumerate(self._queue):
+                if t.device_pref != wanted:
+                    continue
+                ahead += wanted == "any"
+                if wanted == "any" and self._faster_elsewhere(t, slot, slots, now, ahead - 1):
+                    self.waiting[t.id] = f"waiting for a faster {'GPU' if slot.kind == 'cpu' else 'CPU'} slot"
+                    continue
+                ok, why, need = self._fits(t, slot, free)
+                if not ok:
+                    self.waiting[t.id] = why
+                    continue
+                del self._queue[i]
+                self.waiting.pop(t.id, None)
+                self.running[t.id] = Running(t, slot, now, need)
+                return t
+        for t in self._queue:
+            if t.device_pref not in kinds and t.device_pref != "any":
+                self.waiting[t.id] = f"waiting: needs a {t.device_pref.upper()} slot"
+        return None
+
+    def _ordered(self, trials: list[Trial]) -> list[Trial]:
+        def config_seconds(t: Trial) -> float:
+            kinds = ("cpu", "gpu") if t.device_pref == "any" else (t.device_pref,)
+            known = [s for k in kinds if (s := self.estimates.seconds(t.model, k)) is not None]
+            return math.inf if not known else min(known)  # unknown first: learn early
+
+        return sorted(trials, key=lambda t: (-config_seconds(t), t.config_key, t.fold))
+
+    def _faster_elsewhere(self, t: Trial, slot: SlotView, slots: Sequence[SlotView], now: float,
+                          ahead: int) -> bool:
+        """Would t finish clearly sooner on the other kind of device, counting the `ahead` trials it would
+        run first? (Earliest finish time, as list schedulers on mixed machines do.)"""
+        here = self.estimates.seconds(t.model, slot.kind)
+        others = [s for s in slots if s.kind != slot.kind]
+        if here is None or not others:
+            return False
+        there = self.estimates.seconds(t.model, others[0].kind)
+        if there is None:
+            return False
+        soonest = min(max(now, s.busy_until or now) for s in others)
+        rounds = ahead // len(others) + 1
+        return (soonest - now) + rounds * there < FASTER_BY * here
+
+    def _fits(self, t: Trial, slot: SlotView, free: dict[str, float] | None) -> tuple[bool, str, float]:
+        on_device = [r for r in self.running.values() if r.slot.device == slot.device]
+        cap = self.caps.get((t.model, slot.device))
+        if cap is not None and sum(r.trial.model == t.model for r in on_device) >= cap:
+            why = f"waiting: at most {cap} {t.model} trial(s) at once on {slot.device} after an out-of-memory"
+            return False, why, 0
+        need = self.need(t.model, slot)
+        what = "RAM" if slot.device == "host" else "VRAM"
+        budget = self.budgets.get(slot.device)
+        if budget is not None:
+            room = budget - sum(r.need for r in on_device)
+            if need > room and on_device:
+                return False, f"waiting: needs ~{_gb(need)} {what}, {_gb(max(room, 0))} of the budget left", need
+        if free is not None and slot.device in free and need > free[slot.device] and on_device:
+            return False, f"waiting: needs ~{_gb(need)} {what}, {_gb(max(free[slot.device], 0))} free", need
+        return True, "", need
+
+    def need(self, model: str, slot: SlotView) -> float:
+        peak = self.estimates.peak(model, slot.kind)
+        if peak is not None:
+            return peak * MARGIN
+        budget = self.budgets.get(slot.device)
+        return PROBE_SHARE * budget if budget is not None else 0.0
+
+    # -- outcomes ---------------------------------------------------------------------------------------
+
+    def finished(self, trial_id: str, seconds: float | None, peak: float | None) -> None:
+        r = self.running.pop(trial_id, None)
+        if r is not None:
+            self.estimates.learn(r.trial.model, r.slot.kind, seconds, peak)
+            self._dirty = True
+
+    def failed(self, trial_id: str) -> None:
+        self.running.pop(trial_id, None)
+
+    def out_of_memory(self, trial_id: str, peak: float | None = None) -> bool:
+        """Lower the model's concurrency on that device and requeue; False once the retries are spent."""
+        r = self.running.pop(trial_id, None)
+        if r is None:
+            return False
+        model, device = r.trial.model, r.slot.device
+        at_once = 1 + sum(o.trial.model == model and o.slot.device == device for o in self.running.values())
+        self.caps[(model, device)] = max(1, min(self.caps.get((model, device), at_once), at_once) - 1)
+        self.estimates.raise_peak(model, r.slot.kind, max(peak or 0.0, r.need / MARGIN * 1.5))
+        self.oom_tries[trial_id] = self.oom_tries.get(trial_id, 0) + 1
+        if self.oom_tries[trial_id] > MAX_OOM_RETRIES:
+            return False
+        self._queue.insert(0, r.trial)
+        self._dirty = True
+        return True
+
     def requeue(self, trial: Trial) -> None:
-        """A trial that lost its worker goes back to the front: it was next once already."""
+        self.running.pop(trial.id, None)
         self._queue.insert(0, trial)
+        self._dirty = True
 
     def runnable_on(self, kinds: set[str]) -> bool:
         return any(t.device_pref == "any" or t.device_pref in kinds for t in self._queue)
+
+    def predicted_seconds(self, t: Trial, kind: str) -> float | None:
+        return self.estimates.seconds(t.model, kind)
 
     def drain(self) -> list[Trial]:
         rest, self._queue = self._queue, []
@@ -43,3 +185,7 @@ class TrialScheduler:
 def unplaceable(trials: Iterable[Trial], kinds: set[str]) -> list[Trial]:
     """Trials whose device preference no slot of this run can satisfy (e.g. device = "gpu", no GPU)."""
     return [t for t in trials if t.device_pref != "any" and t.device_pref not in kinds]
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1024**3:.1f} GB"

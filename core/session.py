@@ -10,13 +10,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import diagnosis
-from core.devices import Slot
+from core.devices import Slot, memory_device
+from core.estimates import Estimates
 from core.launcher import SlotWorker
 from core.progress import Progress, estimate_eta
-from core.scheduler import TrialScheduler
+from core.scheduler import MAX_OOM_RETRIES, SlotView, TrialScheduler
 from core.spec import GridSpec
 from core.starvation import StarvationDetector, Verdict
 from core.store import ResultStore
@@ -55,7 +57,8 @@ class RunSession(QObject):
     finished = Signal(str)  # "done" | "failed" | "stopped"
 
     def __init__(self, grid: GridSpec, trials: list[Trial], slots: list[Slot], store: ResultStore,
-                 done_ids: set[str] | None = None, parent: QObject | None = None) -> None:
+                 done_ids: set[str] | None = None, parent: QObject | None = None,
+                 estimates: Estimates | None = None, budgets: dict[str, float] | None = None) -> None:
         super().__init__(parent)
         done_ids = done_ids or set()
         self.models = {m.name: m for m in grid.models}
@@ -65,7 +68,9 @@ class RunSession(QObject):
         for tid in done_ids & self.live.keys():
             self.live[tid].state = "finished"
         self.skipped = len(done_ids & self.live.keys())
-        self.scheduler = TrialScheduler(t for t in trials if t.id not in done_ids)
+        self.scheduler = TrialScheduler([t for t in trials if t.id not in done_ids], estimates or Estimates(),
+                                        dict(budgets or {}))
+        self._last_snapshot: Snapshot | None = None
         self.workers: list[SlotWorker] = []
         self.paused = False
         self.stopping = False
@@ -82,6 +87,9 @@ class RunSession(QObject):
 
     def start(self) -> None:
         self.started_at = time.time()
+        self._retry = QTimer(self)  # trials waiting for memory: free memory changes without any event of ours
+        self._retry.timeout.connect(self._dispatch_idle)
+        self._retry.start(1000)
         if len(self.scheduler) == 0:
             QTimer.singleShot(0, self._maybe_done)
             return
@@ -149,6 +157,7 @@ class RunSession(QObject):
         """A telemetry sample: kept at 1 Hz in the results file, and judged by the starvation detector."""
         if self.status is not None:
             return
+        self._last_snapshot = snap
         self.recorder.add(snap)
         if snap.t - self._flushed >= 5.0:
             self._flushed = snap.t
@@ -189,7 +198,8 @@ class RunSession(QObject):
     def _dispatch(self, w: SlotWorker) -> None:
         if self.paused or self.stopping or w.trial_id is not None or not w.said_hello:
             return
-        trial = self.scheduler.next_for(w.slot.kind)
+        trial = self.scheduler.next_for(self._view(w), [self._view(o) for o in self.workers], time.time(),
+                                        self._free_memory())
         if trial is None:
             self._maybe_done()
             return
@@ -200,6 +210,31 @@ class RunSession(QObject):
         lt.log.clear()
         w.trial_id = trial.id
         w.send("run", trial=self._payload(trial, w.slot))
+
+    def _view(self, w: SlotWorker) -> SlotView:
+        busy_until = None
+        lt = self.live.get(w.trial_id or "")
+        if lt is not None:
+            predicted = self.scheduler.predicted_seconds(lt.trial, w.slot.kind)
+            busy_until = (lt.started or time.time()) + (predicted or 0.0)
+        return SlotView(w.slot.id, w.slot.kind, memory_device(w.slot), busy_until)
+
+    def _free_memory(self) -> dict[str, float]:
+        """Free RAM (and VRAM, from the last telemetry sample) now, for admission."""
+        free = {"host": float(psutil.virtual_memory().available)}
+        snap = self._last_snapshot
+        for g in snap.gpus if snap is not None else ():
+            if g.mem_total == g.mem_total and g.mem_used == g.mem_used:
+                free[f"gpu{g.index}"] = g.mem_total - g.mem_used
+        return free
+
+    def waiting(self) -> dict[str, str]:
+        """Why each queued trial has not started yet, in words."""
+        return dict(self.scheduler.waiting)
+
+    def _dispatch_idle(self) -> None:
+        for w in list(self.workers):
+            self._dispatch(w)
 
     def _payload(self, trial: Trial, slot: Slot) -> dict[str, Any]:
         m = self.models[trial.model]
@@ -233,10 +268,18 @@ class RunSession(QObject):
         elif kind == "telemetry":
             self._on_data_wait(lt, msg)
         elif kind in ("trial_finished", "trial_failed"):
-            state = "finished" if kind == "trial_finished" else "failed"
-            self._end_trial(lt, state, msg.get("metrics", {}), msg.get("reason"), float(msg["t"]))
             w.trial_id = None
-            self._dispatch(w)
+            peak = msg.get("peak_vram" if w.slot.kind == "gpu" else "peak_rss")
+            if kind == "trial_finished":
+                self.scheduler.finished(lt.trial.id, float(msg["t"]) - (lt.started or float(msg["t"])), peak)
+                self.store.save_estimates(self.scheduler.estimates.rows())
+                self._end_trial(lt, "finished", msg.get("metrics", {}), None, float(msg["t"]))
+            elif msg.get("oom"):
+                self._out_of_memory(lt, msg.get("reason") or "out of memory", peak)
+            else:
+                self.scheduler.failed(lt.trial.id)
+                self._end_trial(lt, "failed", {}, msg.get("reason"), float(msg["t"]))
+            self._dispatch_idle()
 
     def _on_data_wait(self, lt: LiveTrial, msg: dict[str, Any]) -> None:
         lt.data_wait = _float(msg.get("data_wait"))
@@ -263,6 +306,19 @@ class RunSession(QObject):
             self.store.finish_trial(lt.trial.id, state, ended, lt.metrics, reason, lt.steps, "\n".join(lt.log))
         self.trial_ended.emit(lt.trial.id)
 
+    def _out_of_memory(self, lt: LiveTrial, reason: str, peak: float | None) -> None:
+        """Requeue with that model's concurrency lowered on that device; fail once the retries are spent."""
+        tries = self.scheduler.oom_tries.get(lt.trial.id, 0) + 1
+        if self.scheduler.out_of_memory(lt.trial.id, peak):
+            self._log(lt, f"[gridwatch] out of memory ({reason}); retry {tries} of {MAX_OOM_RETRIES} "
+                          "with fewer trials at once")
+            lt.state, lt.reason, lt.ended = "queued", f"out of memory, retrying ({tries}/{MAX_OOM_RETRIES})", None
+            self.store.requeue(lt.trial.id, lt.reason)
+            self.trial_ended.emit(lt.trial.id)
+        else:
+            self._end_trial(lt, "failed", {}, f"out of memory after {MAX_OOM_RETRIES} retries: {reason}",
+                            time.time())
+
     def _on_exited(self, w: SlotWorker, description: str) -> None:
         if w not in self.workers:
             return
@@ -276,8 +332,12 @@ class RunSession(QObject):
             if self.stopping:
                 lt.state, lt.ended = "stopped", time.time()
                 self.trial_ended.emit(lt.trial.id)
+            elif description.endswith("SIGKILL"):  # not us: most likely the kernel's out-of-memory killer
+                self._log(lt, f"[gridwatch] {description}")
+                self._out_of_memory(lt, f"{description} (the kernel's out-of-memory killer?)", None)
             else:
                 self._log(lt, f"[gridwatch] {description}")
+                self.scheduler.failed(lt.trial.id)
                 self._end_trial(lt, "failed", {}, description, time.time())
         if self.stopping:
             if not self.workers:
@@ -321,6 +381,8 @@ class RunSession(QObject):
     def _finalize(self) -> None:
         if self.status is not None:
             return
+        if hasattr(self, "_retry"):
+            self._retry.stop()
         p = self.progress()
         if self.stopping:
             self.status = "stopped"

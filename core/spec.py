@@ -22,7 +22,8 @@ RESERVED = ("fold", "n_folds", "seed", "device")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 RUN_KEYS = {"name", "folds", "seed"}
-DEVICE_KEYS = {"cpu_slots", "threads_per_cpu_slot", "gpus", "gpu_slots_per_gpu"}
+DEVICE_KEYS = {"cpu_slots", "threads_per_cpu_slot", "gpus", "gpu_slots_per_gpu", "ram_budget_gb", "ram_reserve_gb",
+               "vram_reserve_gb"}
 MODEL_KEYS = {
     "name", "trainable", "command", "device", "grid", "fixed", "metric", "goal", "metrics_regex", "cwd",
 }
@@ -45,6 +46,9 @@ class DeviceSpec:
     threads_per_cpu_slot: int = 1
     gpus: tuple[int, ...] | None = None  # None = all
     gpu_slots_per_gpu: int = 1
+    ram_budget_gb: float | None = None  # None: all RAM but the reserve
+    ram_reserve_gb: float = 2.0  # kept free for the desktop and the app
+    vram_reserve_gb: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,16 @@ def _devices(path: Path, d: dict[str, Any]) -> DeviceSpec:
     cpu_slots = None if cpu == "auto" else _int(path, "devices.cpu_slots", cpu, minimum=0, auto=True)
     threads = _int(path, "devices.threads_per_cpu_slot", d.get("threads_per_cpu_slot", 1), minimum=1)
     per_gpu = _int(path, "devices.gpu_slots_per_gpu", d.get("gpu_slots_per_gpu", 1), minimum=1)
-    return DeviceSpec(cpu_slots, threads, _gpus(path, d.get("gpus", "all")), per_gpu)
+    budget = _gb(path, "devices.ram_budget_gb", d["ram_budget_gb"]) if "ram_budget_gb" in d else None
+    reserve = _gb(path, "devices.ram_reserve_gb", d.get("ram_reserve_gb", 2.0))
+    vram_reserve = _gb(path, "devices.vram_reserve_gb", d.get("vram_reserve_gb", 0.5))
+    return DeviceSpec(cpu_slots, threads, _gpus(path, d.get("gpus", "all")), per_gpu, budget, reserve, vram_reserve)
+
+
+def _gb(path: Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        raise SpecError(path, key, f"must be a number of GiB, 0 or more, not {_toml_repr(value)}")
+    return float(value)
 
 
 def _gpus(path: Path, value: Any) -> tuple[int, ...] | None:

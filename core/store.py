@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS verdicts (
     kind TEXT NOT NULL, subject TEXT NOT NULL, started REAL NOT NULL, ended REAL, severity TEXT,
     evidence TEXT, fix TEXT, PRIMARY KEY (kind, subject, started)
 );
+CREATE TABLE IF NOT EXISTS estimates (
+    model TEXT NOT NULL, kind TEXT NOT NULL, seconds REAL, n INTEGER, peak_mem REAL, PRIMARY KEY (model, kind)
+);
 CREATE TABLE IF NOT EXISTS steps (
     trial_id TEXT NOT NULL REFERENCES trials(id), key TEXT NOT NULL, step INTEGER NOT NULL,
     value REAL, t REAL, PRIMARY KEY (trial_id, key, step)
@@ -51,6 +54,31 @@ CREATE TABLE IF NOT EXISTS steps (
 
 DONE_STATES = ("finished",)
 END_STATES = ("finished", "failed", "stopped")
+
+
+def _none(v: float) -> float | None:
+    return None if v != v else v
+
+
+def previous_estimates(folder: Path, name: str, exclude: Path) -> list[tuple[str, str, float, int, float]]:
+    """What the newest earlier run of the same grid learned, so this run starts informed."""
+    files = sorted(folder.glob(f"{name}-*.gridwatch.db"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for f in files:
+        if f.resolve() == exclude.resolve():
+            continue
+        try:
+            other = ResultStore(f, create=False)
+        except StoreError:
+            continue
+        try:
+            rows = other.estimates()
+        except sqlite3.Error:
+            rows = []
+        finally:
+            other.close()
+        if rows:
+            return rows
+    return []
 
 
 class StoreError(RuntimeError):
@@ -124,7 +152,7 @@ class ResultStore:
         version = int(meta.get("schema_version", "0"))
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer gridwatch (schema {version}); upgrade to open it")
-        if not {"telemetry", "verdicts"} <= tables:
+        if not {"telemetry", "verdicts", "estimates"} <= tables:
             try:
                 with self.db:
                     self.db.executescript(SCHEMA)  # tables added since the file was written
@@ -177,6 +205,10 @@ class ResultStore:
                 "attempts=attempts+1, session_id=? WHERE id=?",
                 (slot, device, started, self.session_id, trial_id))
 
+    def requeue(self, trial_id: str, reason: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE trials SET state='queued', reason=? WHERE id=?", (reason, trial_id))
+
     def finish_trial(self, trial_id: str, state: str, ended: float, metrics: dict[str, float],
                      reason: str | None, steps: list[tuple[str, int, float, float]], log_tail: str) -> None:
         """One transaction: the trial's end, its final metrics and every per-epoch value, or none of it."""
@@ -204,6 +236,15 @@ class ResultStore:
         rows = self.db.execute("SELECT kind, subject, severity, evidence, fix, started, ended FROM verdicts "
                                "ORDER BY started").fetchall()
         return [Verdict(r[0], r[1], r[2], r[3], r[4], r[5], r[6], active=False) for r in rows]
+
+    def save_estimates(self, rows: list[tuple[str, str, float, int, float]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO estimates VALUES (?, ?, ?, ?, ?)",
+                                [(m, k, _none(sec), n, _none(peak)) for m, k, sec, n, peak in rows])
+
+    def estimates(self) -> list[tuple[str, str, float, int, float]]:
+        rows = self.db.execute("SELECT model, kind, seconds, n, peak_mem FROM estimates").fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def end_session(self, status: str) -> None:
         if self.session_id is None:

@@ -20,6 +20,7 @@ from typing import Any
 from core import commands, prefetch, protocol
 from core.locate import load_trainable
 from core.metrics import clean_metrics
+from core.peak import PeakMeter, is_oom
 
 _current_trial: str | None = None
 
@@ -129,6 +130,8 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     _current_trial = trial["id"]
     chan.send("trial_started", trial_id=trial["id"], pid=os.getpid())
     prefetch.set_sink(_data_wait_sink(chan, trial["id"]))
+    meter = PeakMeter()
+    meter.start()
     try:
         if trial["kind"] == "command":
             raw = commands.run_command(trial, chan)
@@ -138,24 +141,32 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
         if problem:
             raise TrialError(problem)
     except (TrialError, commands.CommandError) as exc:
-        _finish_failed(chan, trial["id"], str(exc))
+        _finish_failed(chan, trial["id"], str(exc), meter.stop())
     except BaseException as exc:  # noqa: BLE001 - the trainable may raise anything, even SystemExit
         tb = traceback.format_exc()
         sys.stderr.write(tb)
         sys.stderr.flush()
         reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-        _finish_failed(chan, trial["id"], reason)
+        _finish_failed(chan, trial["id"], reason, {**meter.stop(), "oom": is_oom(exc)})
+        _release_gpu_memory()
     else:
         _flush_logs()
-        chan.send("trial_finished", trial_id=trial["id"], metrics=metrics)
+        chan.send("trial_finished", trial_id=trial["id"], metrics=metrics, **meter.stop())
     finally:
         _current_trial = None
         prefetch.set_sink(None)
 
 
-def _finish_failed(chan: Channel, trial_id: str, reason: str) -> None:
+def _finish_failed(chan: Channel, trial_id: str, reason: str, extra: dict[str, Any]) -> None:
     _flush_logs()
-    chan.send("trial_failed", trial_id=trial_id, reason=reason)
+    chan.send("trial_failed", trial_id=trial_id, reason=reason, **extra)
+
+
+def _release_gpu_memory() -> None:
+    """After a failed trial (an OOM above all), give cached CUDA memory back before the next one."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _flush_logs() -> None:

@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
             return
         self._close_store()
         self.store = planned.store
-        session = RunSession(planned.grid, planned.trials, planned.slots, planned.store, planned.done_ids, self)
+        session = planned.session(self)
         self.session = session
         session.trial_started.connect(self._on_trial_changed)
         session.trial_ended.connect(self._on_trial_ended)

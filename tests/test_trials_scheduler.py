@@ -1,5 +1,5 @@
 from core import trials
-from core.scheduler import TrialScheduler, unplaceable
+from core.scheduler import SlotView, TrialScheduler, unplaceable
 from core.spec import parse_grid
 
 from helpers import write
@@ -47,19 +47,26 @@ def test_ids_are_stable_and_ignore_axis_order(tmp_path):
     assert set(a) == set(b)
 
 
+CPU, GPU = SlotView("cpu0", "cpu", "host"), SlotView("gpu0", "gpu", "gpu0")
+
+
 def test_scheduler_prefers_trials_only_this_device_can_run(tmp_path):
     ts = trials.expand(_grid(tmp_path))
     anyt = [t.__class__(**{**t.__dict__, "device_pref": "any", "id": t.id + "x"}) for t in ts[:2]]
     s = TrialScheduler(anyt + ts)
-    assert s.next_for("gpu").model == "b"
-    assert s.next_for("cpu").model == "a" and s.next_for("cpu").device_pref == "cpu"
+
+    def take(slot):
+        return s.next_for(slot, [CPU, GPU], 0.0)
+
+    assert take(GPU).model == "b"
+    assert take(CPU).model == "a" and take(CPU).device_pref == "cpu"
     for _ in range(2):
-        s.next_for("gpu")
-    assert s.next_for("gpu").device_pref == "any", "a GPU slot takes `any` work once GPU-only work is gone"
+        take(GPU)
+    assert take(GPU).device_pref == "any", "a GPU slot takes `any` work once GPU-only work is gone"
     left = len(s)
-    t = s.next_for("cpu")
+    t = take(CPU)
     s.requeue(t)
-    assert len(s) == left and s.next_for("cpu") is t
+    assert len(s) == left and take(CPU) is t
 
 
 def test_unplaceable(tmp_path):

@@ -29,6 +29,8 @@ class Estimate:
 class Estimates:
     def __init__(self) -> None:
         self.table: dict[tuple[str, str], Estimate] = {}
+        self.configs: dict[tuple[str, str], float] = {}  # (config key, kind) -> seconds of its last fold
+        self.provisional: dict[tuple[str, str], float] = {}  # (model, kind) -> peak seen early in a first trial
 
     def get(self, model: str, kind: str) -> Estimate:
         return self.table.setdefault((model, kind), Estimate())
@@ -41,6 +43,14 @@ class Estimates:
         e = self.get(model, kind)
         e.peak_mem = max(e.peak_mem, at_least) if e.peak_mem == e.peak_mem else at_least
 
+    def learn_config(self, config_key: str, kind: str, seconds: float) -> None:
+        """Folds of one config take about as long as each other: a sharper figure than the model's mean."""
+        self.configs[(config_key, kind)] = seconds
+
+    def config_seconds(self, model: str, config_key: str, kind: str) -> float | None:
+        own = self.configs.get((config_key, kind))
+        return own if own is not None else self.seconds(model, kind)
+
     def seconds(self, model: str, kind: str) -> float | None:
         """This kind's figure; else the other kind's (same work, unknown speed); else the mean of all."""
         own = self.table.get((model, kind))
@@ -52,8 +62,12 @@ class Estimates:
         return None
 
     def peak(self, model: str, kind: str) -> float | None:
+        """The measured peak; while a first trial runs, twice what it used in its first second."""
         e = self.table.get((model, kind))
-        return e.peak_mem if e is not None and e.peak_mem == e.peak_mem else None
+        if e is not None and e.peak_mem == e.peak_mem:
+            return e.peak_mem
+        early = self.provisional.get((model, kind))
+        return 2 * early if early is not None else None
 
     def rows(self) -> list[tuple[str, str, float, int, float]]:
         return [(m, k, e.seconds, e.n, e.peak_mem) for (m, k), e in self.table.items()]

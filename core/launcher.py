@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -44,7 +45,8 @@ class SlotWorker(QObject):
     stray_line = Signal(object, str)  # (self, line) output that bypassed Python's sys.stdout/stderr
     exited = Signal(object, str)  # (self, description)
 
-    def __init__(self, slot: Slot, parent: QObject | None = None) -> None:
+    def __init__(self, slot: Slot, parent: QObject | None = None, preload: list[tuple[str, str]] | None = None
+                 ) -> None:
         super().__init__(parent)
         self.slot = slot
         self.pid: int | None = None
@@ -54,7 +56,9 @@ class SlotWorker(QObject):
         self._err = b""
         self.proc = QProcess(self)
         self.proc.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
-        self.proc.setProcessEnvironment(worker_env(slot))
+        env = worker_env(slot)
+        env.insert("GRIDWATCH_PRELOAD", json.dumps(preload or []))
+        self.proc.setProcessEnvironment(env)
         self.proc.readyReadStandardOutput.connect(self._on_stdout)
         self.proc.readyReadStandardError.connect(self._on_stderr)
         self.proc.finished.connect(self._on_finished)

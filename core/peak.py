@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 import psutil
 
 INTERVAL_S = 0.05
 
 
+EARLY_S = 1.0  # the peak so far is reported once, this long into a trial
+
+
 class PeakMeter:
-    def __init__(self) -> None:
+    """`early` is called once with the peak so far after EARLY_S: the scheduler need not wait for the
+    end of a model's first trial to pack others beside it."""
+
+    def __init__(self, early: Callable[[float], None] | None = None) -> None:
+        self.early = early
         self.proc = psutil.Process()
         self.peak_rss = 0.0
         self._stop = threading.Event()
@@ -41,8 +50,13 @@ class PeakMeter:
         return out
 
     def _run(self) -> None:
+        started = time.monotonic()
+        early = self.early
         while not self._stop.wait(INTERVAL_S):
             self.peak_rss = max(self.peak_rss, self._rss())
+            if early is not None and time.monotonic() - started >= EARLY_S:
+                early(self.peak_rss)
+                early = None
 
     def _rss(self) -> float:
         total = 0.0

@@ -6,8 +6,9 @@ driven by a real or a simulated clock.
 - Placement: a slot first takes trials only its kind of device can run; an `any` trial is left for another
   kind of device when it is predicted to *finish* clearly sooner there, waiting included.
 - Admission: predicted peak memory x margin must fit the device's budget and its free memory now. A model
-  with no known footprint is a probe and counts as a quarter of the device's budget: it runs with room
-  to spare. An out-of-memory failure lowers that model's concurrency on that device and requeues it.
+  with no known footprint is a probe: it runs without other trials of its model on that device (for its
+  first second, until it reports its memory so far), and counts as a quarter of the device's budget.
+  An out-of-memory failure lowers that model's concurrency on that device and requeues it.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class TrialScheduler:
     def _ordered(self, trials: list[Trial]) -> list[Trial]:
         def config_seconds(t: Trial) -> float:
             kinds = ("cpu", "gpu") if t.device_pref == "any" else (t.device_pref,)
-            known = [s for k in kinds if (s := self.estimates.seconds(t.model, k)) is not None]
+            known = [s for k in kinds if (s := self.estimates.config_seconds(t.model, t.config_key, k)) is not None]
             return math.inf if not known else min(known)  # unknown first: learn early
 
         return sorted(trials, key=lambda t: (-config_seconds(t), t.config_key, t.fold))
@@ -123,6 +124,9 @@ class TrialScheduler:
             return False, why, 0
         need = self.need(t.model, slot)
         what = "RAM" if slot.device == "host" else "VRAM"
+        probing = self.estimates.peak(t.model, slot.kind) is None and slot.device in self.budgets
+        if probing and any(r.trial.model == t.model for r in on_device):
+            return False, f"waiting: the first {t.model} trial on {slot.device} is measuring its memory", need
         budget = self.budgets.get(slot.device)
         if budget is not None:
             room = budget - sum(r.need for r in on_device)
@@ -145,7 +149,15 @@ class TrialScheduler:
         r = self.running.pop(trial_id, None)
         if r is not None:
             self.estimates.learn(r.trial.model, r.slot.kind, seconds, peak)
+            if seconds is not None:
+                self.estimates.learn_config(r.trial.config_key, r.slot.kind, seconds)
             self._dirty = True
+
+    def early_peak(self, trial_id: str, peak: float) -> None:
+        """A first trial's memory after a second: enough to pack the next trials of its model beside it."""
+        r = self.running.get(trial_id)
+        if r is not None and self.estimates.peak(r.trial.model, r.slot.kind) is None:
+            self.estimates.provisional[(r.trial.model, r.slot.kind)] = peak
 
     def failed(self, trial_id: str) -> None:
         self.running.pop(trial_id, None)

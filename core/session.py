@@ -41,6 +41,7 @@ class LiveTrial:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     data_wait: float = float("nan")  # rolling data-wait fraction reported by the worker's prefetch loader
+    peak_mem: float | None = None  # bytes, measured by the worker
     steps: list[tuple[str, int, float, float]] = field(default_factory=list)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
 
@@ -187,7 +188,8 @@ class RunSession(QObject):
     # -- workers ----------------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
-        w = SlotWorker(slot, self)
+        preload = [(m.target, m.cwd) for m in self.models.values() if m.kind == "python"]
+        w = SlotWorker(slot, self, preload)
         w.message.connect(self._on_message)
         w.stray_line.connect(self._on_stray)
         w.exited.connect(self._on_exited)
@@ -270,6 +272,7 @@ class RunSession(QObject):
         elif kind in ("trial_finished", "trial_failed"):
             w.trial_id = None
             peak = msg.get("peak_vram" if w.slot.kind == "gpu" else "peak_rss")
+            lt.peak_mem = peak
             if kind == "trial_finished":
                 self.scheduler.finished(lt.trial.id, float(msg["t"]) - (lt.started or float(msg["t"])), peak)
                 self.store.save_estimates(self.scheduler.estimates.rows())
@@ -282,6 +285,10 @@ class RunSession(QObject):
             self._dispatch_idle()
 
     def _on_data_wait(self, lt: LiveTrial, msg: dict[str, Any]) -> None:
+        if "peak_rss_so_far" in msg:
+            self.scheduler.early_peak(lt.trial.id, float(msg["peak_rss_so_far"]))
+            self._dispatch_idle()
+            return
         lt.data_wait = _float(msg.get("data_wait"))
         self._wait_since.setdefault(lt.trial.id, float(msg["t"]))
         if "epoch_data_wait" in msg:
@@ -303,7 +310,8 @@ class RunSession(QObject):
         lt.state, lt.ended, lt.reason = state, ended, reason
         lt.metrics = {k: _float(v) for k, v in metrics.items()}
         if state in ("finished", "failed"):
-            self.store.finish_trial(lt.trial.id, state, ended, lt.metrics, reason, lt.steps, "\n".join(lt.log))
+            self.store.finish_trial(lt.trial.id, state, ended, lt.metrics, reason, lt.steps, "\n".join(lt.log),
+                                    lt.peak_mem)
         self.trial_ended.emit(lt.trial.id)
 
     def _out_of_memory(self, lt: LiveTrial, reason: str, peak: float | None) -> None:

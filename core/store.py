@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS trials (
     id TEXT PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
     config_key TEXT NOT NULL, params TEXT NOT NULL, fold INTEGER NOT NULL, device_pref TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'queued', slot TEXT, device TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    started REAL, ended REAL, reason TEXT, metrics TEXT, log_tail TEXT, session_id INTEGER, ord INTEGER
+    started REAL, ended REAL, reason TEXT, metrics TEXT, log_tail TEXT, session_id INTEGER, ord INTEGER,
+    peak_mem REAL
 );
 CREATE TABLE IF NOT EXISTS telemetry (t REAL NOT NULL, key TEXT NOT NULL, value REAL);
 CREATE INDEX IF NOT EXISTS telemetry_t ON telemetry (t);
@@ -102,6 +103,7 @@ class TrialRow:
     reason: str | None
     metrics: dict[str, float]
     log_tail: str
+    peak_mem: float | None = None  # bytes: the trial's peak RSS (CPU slot) or reserved VRAM (GPU slot)
 
     @property
     def duration(self) -> float | None:
@@ -210,14 +212,15 @@ class ResultStore:
             self.db.execute("UPDATE trials SET state='queued', reason=? WHERE id=?", (reason, trial_id))
 
     def finish_trial(self, trial_id: str, state: str, ended: float, metrics: dict[str, float],
-                     reason: str | None, steps: list[tuple[str, int, float, float]], log_tail: str) -> None:
+                     reason: str | None, steps: list[tuple[str, int, float, float]], log_tail: str,
+                     peak_mem: float | None = None) -> None:
         """One transaction: the trial's end, its final metrics and every per-epoch value, or none of it."""
         with self.db:
             self.db.execute("DELETE FROM steps WHERE trial_id=?", (trial_id,))
             self.db.executemany("INSERT OR REPLACE INTO steps (trial_id, key, step, value, t) "
                                 "VALUES (?, ?, ?, ?, ?)", [(trial_id, *s) for s in steps])
-            self.db.execute("UPDATE trials SET state=?, ended=?, metrics=?, reason=?, log_tail=? WHERE id=?",
-                            (state, ended, json.dumps(metrics), reason, log_tail, trial_id))
+            self.db.execute("UPDATE trials SET state=?, ended=?, metrics=?, reason=?, log_tail=?, peak_mem=? "
+                            "WHERE id=?", (state, ended, json.dumps(metrics), reason, log_tail, peak_mem, trial_id))
 
     def add_telemetry(self, rows: list[tuple[float, str, float]]) -> None:
         if rows:
@@ -271,9 +274,9 @@ class ResultStore:
     def trials(self) -> list[TrialRow]:
         rows = self.db.execute(
             "SELECT id, model, config_key, params, fold, device_pref, state, slot, device, attempts, started, "
-            "ended, reason, metrics, log_tail FROM trials ORDER BY ord, id").fetchall()
+            "ended, reason, metrics, log_tail, peak_mem FROM trials ORDER BY ord, id").fetchall()
         return [TrialRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                         r[12], json.loads(r[13] or "{}"), r[14] or "") for r in rows]
+                         r[12], json.loads(r[13] or "{}"), r[14] or "", r[15]) for r in rows]
 
     def steps(self, trial_id: str) -> list[tuple[str, int, float]]:
         rows = self.db.execute("SELECT key, step, value FROM steps WHERE trial_id=? ORDER BY key, step",

@@ -130,7 +130,7 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     _current_trial = trial["id"]
     chan.send("trial_started", trial_id=trial["id"], pid=os.getpid())
     prefetch.set_sink(_data_wait_sink(chan, trial["id"]))
-    meter = PeakMeter()
+    meter = PeakMeter(lambda rss: chan.send("telemetry", trial_id=trial["id"], peak_rss_so_far=rss))
     meter.start()
     try:
         if trial["kind"] == "command":
@@ -201,6 +201,19 @@ def _exit_group(code: int) -> None:
     os._exit(code)
 
 
+def _preload() -> None:
+    """Import the run's trainables (and so torch) before saying hello: every worker pays the import at
+    once, in parallel, instead of inside its first trial, where it would also skew that trial's timing."""
+    import json
+
+    for target, cwd in json.loads(os.environ.get("GRIDWATCH_PRELOAD", "[]")):
+        try:
+            load_trainable(target, cwd)
+        except Exception:  # noqa: BLE001, S110 - the trial that uses it will report the error properly
+            pass
+    _limit_torch_threads()
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the app, which stops us cleanly
     signal.signal(signal.SIGTERM, lambda *_: _exit_group(143))
@@ -210,6 +223,7 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = LogStream(chan, "stdout")
     sys.stderr = LogStream(chan, "stderr")
+    _preload()
     chan.send("hello", pid=os.getpid(), slot=os.environ.get("GRIDWATCH_SLOT", ""),
               device=os.environ.get("GRIDWATCH_DEVICE", "cpu"), python=sys.version.split()[0])
     for line in sys.stdin:

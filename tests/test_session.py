@@ -95,3 +95,37 @@ def test_gpu_only_model_without_gpu_is_bad_input(outside):
     g = grid(outside, '[[model]]\nname = "g"\ntrainable = "t.py:fit"\ndevice = "gpu"\n', devices='gpus = "none"')
     with pytest.raises(PlanError, match='device = "gpu"'):
         plan_run(g, db=outside / "r.db")
+
+
+HOG = """
+import time
+def fit(config):
+    block = bytearray(config["mb"] * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(config["hold"])
+    return {"mb": float(config["mb"])}
+"""
+
+
+def test_ram_budget_limits_what_runs_at_once_and_all_finish(qtbot, outside):
+    write(outside / "hog.py", HOG)
+    g = grid(outside, '[[model]]\nname = "hog"\ntrainable = "hog.py:fit"\n[model.grid]\nx = [1, 2, 3, 4]\n'
+                      '[model.fixed]\nmb = 300\nhold = 0.6\n',
+             devices="cpu_slots = 3\nram_budget_gb = 0.75\nram_reserve_gb = 0")
+    planned = plan_run(g, db=outside / "r.db")
+    budget = planned.budgets["host"]
+    assert budget == 0.75 * 1024**3
+    session = planned.session()
+    with qtbot.waitSignal(session.finished, timeout=120_000):
+        session.start()
+    session.close()
+    rows = planned.store.trials()
+    assert session.status == "done" and len(rows) == 8 and all(r.state == "finished" for r in rows)
+    assert all(r.peak_mem > 300 * 1024**2 for r in rows), "the worker measured each trial's peak"
+    # at every trial start, the peaks of the trials running together stay within the budget
+    for r in rows:
+        together = [o for o in rows if o.started <= r.started < o.ended]
+        assert sum(o.peak_mem for o in together) <= budget, [o.id for o in together]
+    overlaps = max(len([o for o in rows if o.started <= r.started < o.ended]) for r in rows)
+    assert overlaps <= 2 < 3, "three slots, but the budget holds two 300 MB trials at most"

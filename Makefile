@@ -48,6 +48,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/grid_throughput.py
 	$(BIN)/python benchmarks/prefetch.py
+	$(BIN)/python benchmarks/placement.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/gui_overhead.py
 
 # A real window under Xvfb while the demo grid runs, captured for the README.

@@ -15,7 +15,7 @@ from core import devices, results
 from core.devices import DeviceError
 from core.headless import PlanError, plan_run, run_planned
 from core.progress import Progress, format_seconds
-from core.report import leaderboard_text, render_trials, speedup_text
+from core.report import leaderboard_text, render_trials, speedup_text, timing_text
 from core.session import RunSession
 from core.spec import DeviceSpec, SpecError
 from core.starvation import Verdict
@@ -138,6 +138,8 @@ def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> Non
     print(leaderboard_text(results.leaderboard(rows, info["models"], info["folds"])))
     ran = [r for r in rows if r.started is not None and r.started >= session.started_at - 1]
     if ran:
+        print("\nTiming (this session)")
+        print(timing_text(ran, wall_s))
         print(speedup_text(results.speedup(ran, wall_s)))
     verdicts = store.verdicts()
     if verdicts:

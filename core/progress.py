@@ -21,8 +21,12 @@ class Progress:
         return self.finished + self.failed
 
 
-def estimate_eta(durations: list[float], queued: int, running_elapsed: list[float], slots: int) -> float | None:
-    """Remaining work / slots, with the mean finished trial as the unit. None until one trial finished."""
+def estimate_eta(durations: list[float], queued: int, running_elapsed: list[float], slots: int,
+                 predicted_work: float | None = None) -> float | None:
+    """Remaining work / slots: from the scheduler's learned estimates when it has them for every queued
+    trial, else with the mean finished trial as the unit. None until something is known."""
+    if predicted_work is not None:
+        return predicted_work / max(1, slots)
     if not durations:
         return None
     mean = sum(durations) / len(durations)

@@ -57,6 +57,20 @@ def speedup_text(s: Speedup) -> str:
             f"-> speedup {s.ratio:.2f}x over one at a time")
 
 
+def timing_text(rows: list[TrialRow], wall_s: float) -> str:
+    """Per trial its duration, then the serial-equivalent sum, the wall time and the speedup."""
+    timed = [r for r in rows if r.duration is not None and r.state in ("finished", "failed")]
+    timed.sort(key=lambda r: r.started or 0.0)
+    body = [[r.id, r.slot or "-", r.state, f"{r.duration:.1f} s"] for r in timed if r.duration is not None]
+    serial = sum(r.duration or 0.0 for r in timed)
+    ratio = serial / wall_s if wall_s > 0 else float("nan")
+    lines = [table(["trial", "slot", "state", "duration"], body),
+             f"serial-equivalent (sum of durations): {serial:.1f} s",
+             f"wall time:                            {wall_s:.1f} s",
+             f"speedup:                              {ratio:.2f}x"]
+    return "\n".join(lines)
+
+
 def trial_records(rows: list[TrialRow]) -> list[dict[str, Any]]:
     """One flat record per trial: fixed columns, then every param, then every final metric."""
     out = []

@@ -149,7 +149,7 @@ class RunSession(QObject):
         durations = [lt.ended - lt.started for lt in self.live.values()
                      if lt.state == "finished" and lt.started and lt.ended]
         queued = states.count("queued")
-        eta = estimate_eta(durations, queued, elapsed, max(1, len(self.workers)))
+        eta = estimate_eta(durations, queued, elapsed, max(1, len(self.workers)), self._predicted_work(now))
         return Progress(total=len(states), finished=states.count("finished"), failed=states.count("failed"),
                         queued=queued, running=running, eta_s=eta, elapsed_s=now - self.started_at,
                         paused=self.paused)
@@ -181,6 +181,23 @@ class RunSession(QObject):
     def verdicts(self) -> list[Verdict]:
         return list(self.detector.verdicts)
 
+    def _predicted_work(self, now: float) -> float | None:
+        """Seconds of work left by the learned estimates (queued trials, and what running ones have left)."""
+        kinds = {w.slot.kind for w in self.workers} or {"cpu"}
+        est = self.scheduler.estimates
+        total = 0.0
+        for t in self.scheduler.pending():
+            known = [s for k in kinds if (s := est.config_seconds(t.model, t.config_key, k)) is not None]
+            if not known:
+                return None
+            total += min(known)
+        for w in self.workers:
+            lt = self.live.get(w.trial_id or "")
+            if lt is not None and lt.started is not None:
+                s = est.config_seconds(lt.trial.model, lt.trial.config_key, w.slot.kind)
+                total += max((s or 0.0) - (now - lt.started), 0.0)
+        return total
+
     def worker_pids(self) -> dict[str, int]:
         """Slot id -> pid of its worker, for per-slot telemetry."""
         return {w.slot.id: w.pid for w in self.workers if w.pid is not None}
@@ -208,8 +225,7 @@ class RunSession(QObject):
         lt = self.live[trial.id]
         lt.slot, lt.state = w.slot.id, "running"
         lt.started, lt.ended, lt.epoch, lt.data_wait = time.time(), None, 0, float("nan")
-        lt.steps.clear()
-        lt.log.clear()
+        lt.steps.clear()  # a retry's log goes on after the failed attempt's: the reason stays readable
         w.trial_id = trial.id
         w.send("run", trial=self._payload(trial, w.slot))
 

@@ -40,6 +40,7 @@ from gui.grid_editor import GridEditor
 from gui.monitor import MonitorView
 from gui.results_view import LeaderboardView
 from gui.timeline import TimelineView
+from gui.timing_view import TimingView
 from gui.trial_detail import TrialDetail
 from gui.trials_model import PROGRESS_COL, ProgressDelegate, TrialsFilter, TrialsModel
 
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineView()
         self.board = LeaderboardView()
         self.diagnosis = DiagnosisView()
+        self.timing = TimingView()
         grid_dock = self._dock("Grid", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea)
         monitor = self._dock("Monitor", self.monitor, Qt.DockWidgetArea.RightDockWidgetArea)
         timeline = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -120,6 +122,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(timeline, board, Qt.Orientation.Horizontal)
         diagnosis = self._dock("Diagnosis", self.diagnosis, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(board, diagnosis)
+        self.tabifyDockWidget(board, self._dock("Timing", self.timing, Qt.DockWidgetArea.BottomDockWidgetArea))
         board.raise_()
         self.resizeDocks([grid_dock, monitor], [400, 470], Qt.Orientation.Horizontal)
         self.resizeDocks([timeline], [230], Qt.Orientation.Vertical)
@@ -189,6 +192,7 @@ class MainWindow(QMainWindow):
         self.bridge.snapshot.connect(session.on_snapshot)
         self.monitor.go_live()
         self.trials.badges.clear()
+        self.trials.waiting = session.scheduler.waiting
         self.diagnosis.show_verdicts([])
         self._show_run(session.live, spec, [s.id for s in planned.slots], time.time())
         self.monitor.set_slots([s.id for s in planned.slots])
@@ -224,6 +228,7 @@ class MainWindow(QMainWindow):
             return
         self._close_store()
         self.store, self.session = store, None
+        self.trials.waiting = {}
         slots = sorted({lt.slot for lt in live.values() if lt.slot})
         origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
         self.models_meta, self.folds = info["models"], info["folds"]
@@ -311,6 +316,9 @@ class MainWindow(QMainWindow):
 
     def _tick(self) -> None:
         self.trials.refresh_running()
+        if self.session is not None and self.session.status is None:
+            for tid in list(self.trials.waiting):
+                self.trials.refresh(tid)
         self.timeline.tick(self.live)
         if self._board_dirty:
             self._refresh_board()
@@ -345,6 +353,11 @@ class MainWindow(QMainWindow):
             return
         rows = [r for r in self.store.trials() if r.id in self.live]
         self.board.show_board(results.leaderboard(rows, self.models_meta, self.folds))
+        starts = [r.started for r in rows if r.started is not None]
+        ends = [r.ended for r in rows if r.ended is not None]
+        wall = self.session.progress().elapsed_s if self.session is not None else (
+            max(ends) - min(starts) if starts and ends else 0.0)
+        self.timing.show_rows(rows, wall)
 
     # -- helpers ----------------------------------------------------------------------------------------
 

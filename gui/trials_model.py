@@ -30,6 +30,7 @@ class TrialsModel(QAbstractTableModel):
         self.rows: dict[str, int] = {}
         self.metric_of: dict[str, str | None] = {}  # model -> primary metric shown in the table
         self.badges: dict[str, Verdict] = {}  # trial id -> its active starvation verdict (a badge on the row)
+        self.waiting: dict[str, str] = {}  # trial id -> why it has not started (the scheduler's words)
 
     def reset(self, live: dict[str, LiveTrial], metric_of: dict[str, str | None]) -> None:
         self.beginResetModel()
@@ -78,6 +79,8 @@ class TrialsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if flag and col in ("state", "data wait"):
                 return f"{flag.title}: {flag.evidence}\nfix: {flag.fix}"
+            if lt.state == "queued" and lt.trial.id in self.waiting:
+                return self.waiting[lt.trial.id]
             return lt.reason
         if role == Qt.ItemDataRole.UserRole:
             return self.progress(lt)
@@ -97,7 +100,9 @@ class TrialsModel(QAbstractTableModel):
             return lt.slot or ""
         if col == "state":
             flag = self.badges.get(lt.trial.id)
-            return f"{lt.state} ⚠ {flag.kind.replace('_', '-')}" if flag else lt.state
+            if flag:
+                return f"{lt.state} ⚠ {flag.kind.replace('_', '-')}"
+            return "waiting" if lt.state == "queued" and lt.trial.id in self.waiting else lt.state
         if col == "data wait":
             return "" if lt.data_wait != lt.data_wait else f"{lt.data_wait:.0%}"
         if col == "progress":

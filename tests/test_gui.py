@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
 from core.devices import detect
@@ -85,6 +86,7 @@ def test_run_a_tiny_grid_to_completion(window, qtbot, outside):
     assert window.board.rowCount() == 3 and window.board.item(0, 4).text() == "3.5000"
     assert len(window.timeline.bars) == 6
     assert "6/6 done" in window.progress_label.text()
+    assert window.timing.table.rowCount() == 6 and "speedup" in window.timing.summary.text()
     window.table.selectRow(0)
     assert window.detail.trial_id is not None and "finished" in window.detail.title.text()
 
@@ -228,3 +230,26 @@ def test_starved_trial_gets_a_badge_a_diagnosis_and_replays(window, qtbot, outsi
     window.open_results(db)
     assert window.diagnosis.topLevelItemCount() >= 1 and "input-bound" in window.diagnosis.topLevelItem(0).text(0)
     assert window.monitor.replaying and len(window.monitor.host) > 3, "the run's telemetry replays"
+
+
+def test_queued_trial_says_why_it_waits(window, qtbot, outside):
+    write(outside / "hog.py", """
+        import time
+        def fit(config):
+            block = bytearray(300 * 1024 * 1024)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            time.sleep(1.5)
+            return {"ok": 1.0}
+        """)
+    window.editor.load_file(grid(outside, '[[model]]\nname = "hog"\ntrainable = "hog.py:fit"\n[model.grid]\n'
+                                          'x = [1, 2]\n', devices="cpu_slots = 2\nram_budget_gb = 0.75\n"
+                                                                 "ram_reserve_gb = 0"))
+    window.start_run()
+    states = lambda: [window.trials.index(r, 2).data() for r in range(window.trials.rowCount())]  # noqa: E731
+    qtbot.waitUntil(lambda: "waiting" in states(), timeout=30_000)
+    row = states().index("waiting")
+    tip = window.trials.index(row, 2).data(Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("waiting: ") and ("memory" in tip or "RAM" in tip), tip
+    qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
+    assert window.session.status == "done"

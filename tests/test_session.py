@@ -129,3 +129,28 @@ def test_ram_budget_limits_what_runs_at_once_and_all_finish(qtbot, outside):
         assert sum(o.peak_mem for o in together) <= budget, [o.id for o in together]
     overlaps = max(len([o for o in rows if o.started <= r.started < o.ended]) for r in rows)
     assert overlaps <= 2 < 3, "three slots, but the budget holds two 300 MB trials at most"
+
+
+OOM_ONCE = """
+import os
+def fit(config):
+    marker = os.path.join(config["dir"], f"tried-{config['fold']}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise MemoryError("could not allocate 12 GB")
+    return {"ok": 1.0}
+"""
+
+
+def test_out_of_memory_is_retried_with_the_reason_kept(qtbot, outside):
+    write(outside / "oom.py", OOM_ONCE)
+    g = grid(outside, f'[[model]]\nname = "o"\ntrainable = "oom.py:fit"\n[model.fixed]\ndir = "{outside}"\n')
+    planned = plan_run(g, db=outside / "r.db")
+    session = planned.session()
+    with qtbot.waitSignal(session.finished, timeout=60_000):
+        session.start()
+    session.close()
+    rows = planned.store.trials()
+    assert session.status == "done" and all(r.state == "finished" for r in rows)
+    assert all(r.attempts == 2 for r in rows), "each trial ran twice: the OOM, then the retry"
+    assert all("out of memory (MemoryError: could not allocate 12 GB); retry 1 of 3" in r.log_tail for r in rows)

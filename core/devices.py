@@ -133,6 +133,12 @@ def memory_budgets(machine: Machine, spec: DeviceSpec, slots: list[Slot]) -> dic
     return budgets
 
 
+def probe_alone(spec: DeviceSpec, budgets: dict[str, float]) -> set[str]:
+    """Where a model's first trial starts alone until it reports its memory: every GPU (VRAM is tight and
+    an OOM costs a trial), and RAM only under an explicit ram_budget_gb (else the free-memory check guards)."""
+    return {d for d in budgets if d != "host" or spec.ram_budget_gb is not None}
+
+
 def memory_device(slot: Slot) -> str:
     return "host" if slot.gpu_index is None else f"gpu{slot.gpu_index}"
 

@@ -46,7 +46,8 @@ class PlannedRun:
 
     def session(self, parent: QObject | None = None) -> RunSession:
         return RunSession(self.grid, self.trials, self.slots, self.store, self.done_ids, parent,
-                          estimates=self.estimates, budgets=self.budgets)
+                          estimates=self.estimates, budgets=self.budgets,
+                          probe_alone=devices.probe_alone(self.grid.devices, self.budgets))
 
 
 def default_db_path(name: str, runs_dir: Path = RUNS_DIR) -> Path:

@@ -47,6 +47,7 @@ class TrialScheduler:
     trials: Iterable[Trial]
     estimates: Estimates = field(default_factory=Estimates)
     budgets: dict[str, float] = field(default_factory=dict)  # device -> bytes trials may use (absent: no limit)
+    probe_alone: set[str] | None = None  # devices where a model's first trial starts alone (None: all budgeted)
 
     def __post_init__(self) -> None:
         self._queue: list[Trial] = list(self.trials)
@@ -124,7 +125,8 @@ class TrialScheduler:
             return False, why, 0
         need = self.need(t.model, slot)
         what = "RAM" if slot.device == "host" else "VRAM"
-        probing = self.estimates.peak(t.model, slot.kind) is None and slot.device in self.budgets
+        alone = self.budgets.keys() if self.probe_alone is None else self.probe_alone
+        probing = self.estimates.peak(t.model, slot.kind) is None and slot.device in alone
         if probing and any(r.trial.model == t.model for r in on_device):
             return False, f"waiting: the first {t.model} trial on {slot.device} is measuring its memory", need
         budget = self.budgets.get(slot.device)

@@ -59,7 +59,8 @@ class RunSession(QObject):
 
     def __init__(self, grid: GridSpec, trials: list[Trial], slots: list[Slot], store: ResultStore,
                  done_ids: set[str] | None = None, parent: QObject | None = None,
-                 estimates: Estimates | None = None, budgets: dict[str, float] | None = None) -> None:
+                 estimates: Estimates | None = None, budgets: dict[str, float] | None = None,
+                 probe_alone: set[str] | None = None) -> None:
         super().__init__(parent)
         done_ids = done_ids or set()
         self.models = {m.name: m for m in grid.models}
@@ -70,7 +71,7 @@ class RunSession(QObject):
             self.live[tid].state = "finished"
         self.skipped = len(done_ids & self.live.keys())
         self.scheduler = TrialScheduler([t for t in trials if t.id not in done_ids], estimates or Estimates(),
-                                        dict(budgets or {}))
+                                        dict(budgets or {}), probe_alone)
         self._last_snapshot: Snapshot | None = None
         self.workers: list[SlotWorker] = []
         self.paused = False

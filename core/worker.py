@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import inspect
 import os
+import re
 import signal
 import sys
 import threading
@@ -208,10 +209,23 @@ def _preload() -> None:
 
     for target, cwd in json.loads(os.environ.get("GRIDWATCH_PRELOAD", "[]")):
         try:
-            load_trainable(target, cwd)
+            fn = load_trainable(target, cwd)
+            _import_torch_if_used(fn)
         except Exception:  # noqa: BLE001, S110 - the trial that uses it will report the error properly
             pass
     _limit_torch_threads()
+
+
+def _import_torch_if_used(fn: Any) -> None:
+    """Trainables often import torch inside the function; import it now if their module mentions it."""
+    if "torch" in sys.modules:
+        return
+    try:
+        source = inspect.getsource(sys.modules[fn.__module__])
+    except (OSError, TypeError, KeyError):
+        return
+    if re.search(r"^\s*(import torch|from torch\b)", source, re.MULTILINE):
+        import torch  # noqa: F401
 
 
 def main() -> None:

@@ -8,9 +8,10 @@ from core.session import RunSession
 from helpers import grid, write
 
 ENV_PROBE = """
-import os, sys
+import os, sys, time
 def fit(config):
     import torch
+    time.sleep(0.4)  # long enough that both slots get work
     return {
         "cuda_visible": float(os.environ["CUDA_VISIBLE_DEVICES"]),
         "omp": float(os.environ["OMP_NUM_THREADS"]),

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from core import devices, results
 from core.devices import DeviceError
-from core.headless import PlanError, plan_run, run_planned
+from core.headless import MAX_TRIALS, PlanError, plan_run, run_planned
 from core.progress import Progress, format_seconds
 from core.report import leaderboard_text, render_trials, speedup_text, timing_text
 from core.session import RunSession
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu-slots", type=int, metavar="N", help="CPU worker slots (default: the grid's)")
     run.add_argument("--gpus", metavar="LIST", help="'all', 'none' or GPU indices like 0,1")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--max-trials", type=int, default=MAX_TRIALS, metavar="N",
+                     help=f"refuse grids with more trials than this (default {MAX_TRIALS:,})")
     sub.add_parser("devices", help="show this machine's CPUs, RAM and GPUs, and the default slots")
     rep = sub.add_parser("report", help="one row per trial of a results file")
     rep.add_argument("db", help="results file (*.gridwatch.db)")
@@ -96,7 +98,7 @@ def bar_line(p: Progress, width: int = 24) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus)
+    planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus, max_trials=args.max_trials)
     if planned.machine.gpu_note:
         print(f"gridwatch: {planned.machine.gpu_note}: CPU only", file=sys.stderr)
     slots = ", ".join(s.id for s in planned.slots)

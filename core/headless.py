@@ -21,6 +21,7 @@ from core.telemetry import TelemetrySampler
 from core.trials import Trial
 
 RUNS_DIR = Path("runs")
+MAX_TRIALS = 100_000  # a grid bigger than this is refused unless asked for (--max-trials)
 
 
 class SnapshotBridge(QObject):
@@ -74,15 +75,19 @@ def parse_gpus(text: str | None) -> tuple[tuple[int, ...] | None, bool]:
 
 
 def plan_run(grid_path: str | Path, db: str | Path | None = None, resume: bool = False,
-             cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None
-             ) -> PlannedRun:
+             cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None,
+             max_trials: int = MAX_TRIALS) -> PlannedRun:
     """Everything that can be wrong with the input is found here, before a single process starts."""
-    return plan_grid(load_grid(grid_path), db, resume, cpu_slots, gpus, machine)
+    return plan_grid(load_grid(grid_path), db, resume, cpu_slots, gpus, machine, max_trials)
 
 
 def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False,
-              cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None
-              ) -> PlannedRun:
+              cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None,
+              max_trials: int = MAX_TRIALS) -> PlannedRun:
+    n = trials.count(grid)
+    if n > max_trials:
+        raise PlanError(f"{grid.path}: the grid expands to {n:,} trials, more than {max_trials:,}; shrink an "
+                        f"axis or the folds, or allow it with --max-trials {n}")
     machine = machine or devices.detect()
     indices, given = parse_gpus(gpus)
     if cpu_slots is not None and cpu_slots < 0:

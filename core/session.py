@@ -5,6 +5,7 @@ The CLI and the window both only listen to these signals and read the store; nei
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class LiveTrial:
     reason: str | None = None
     data_wait: float = float("nan")  # rolling data-wait fraction reported by the worker's prefetch loader
     peak_mem: float | None = None  # bytes, measured by the worker
+    last_progress: float = 0.0  # when the worker last said anything about this trial (hang detection)
+    crashes: int = 0  # times its worker died under it
     steps: list[tuple[str, int, float, float]] = field(default_factory=list)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
 
@@ -67,8 +70,12 @@ class RunSession(QObject):
         self.slots = slots
         self.store = store
         self.live = {t.id: LiveTrial(t) for t in trials}
+        stored = {r.id: r for r in store.trials()} if done_ids else {}
         for tid in done_ids & self.live.keys():
-            self.live[tid].state = "finished"
+            lt, r = self.live[tid], stored.get(tid)
+            lt.state = "finished"
+            if r is not None:  # a resumed run shows what it keeps
+                lt.slot, lt.started, lt.ended, lt.metrics, lt.peak_mem = r.slot, r.started, r.ended, r.metrics, r.peak_mem
         self.skipped = len(done_ids & self.live.keys())
         self.scheduler = TrialScheduler([t for t in trials if t.id not in done_ids], estimates or Estimates(),
                                         dict(budgets or {}), probe_alone)
@@ -91,6 +98,7 @@ class RunSession(QObject):
         self.started_at = time.time()
         self._retry = QTimer(self)  # trials waiting for memory: free memory changes without any event of ours
         self._retry.timeout.connect(self._dispatch_idle)
+        self._retry.timeout.connect(self._check_hangs)
         self._retry.start(1000)
         if len(self.scheduler) == 0:
             QTimer.singleShot(0, self._maybe_done)
@@ -151,7 +159,8 @@ class RunSession(QObject):
                      if lt.state == "finished" and lt.started and lt.ended]
         queued = states.count("queued")
         eta = estimate_eta(durations, queued, elapsed, max(1, len(self.workers)), self._predicted_work(now))
-        return Progress(total=len(states), finished=states.count("finished"), failed=states.count("failed"),
+        return Progress(total=len(states), finished=states.count("finished"),
+                        failed=states.count("failed") + states.count("timeout"),
                         queued=queued, running=running, eta_s=eta, elapsed_s=now - self.started_at,
                         paused=self.paused)
 
@@ -163,10 +172,10 @@ class RunSession(QObject):
         self.recorder.add(snap)
         if snap.t - self._flushed >= 5.0:
             self._flushed = snap.t
-            self.store.add_telemetry(self.recorder.take())
+            self._write(self.store.add_telemetry, self.recorder.take())
         obs = diagnosis.observation(snap, self._slot_states(), self.scheduler.pending())
         for v in self.detector.observe(obs):
-            self.store.save_verdict(v)
+            self._write(self.store.save_verdict, v)
             self.verdict_changed.emit(v)
 
     def _slot_states(self) -> list[diagnosis.SlotState]:
@@ -226,6 +235,7 @@ class RunSession(QObject):
         lt = self.live[trial.id]
         lt.slot, lt.state = w.slot.id, "running"
         lt.started, lt.ended, lt.epoch, lt.data_wait = time.time(), None, 0, float("nan")
+        lt.last_progress = lt.started
         lt.steps.clear()  # a retry's log goes on after the failed attempt's: the reason stays readable
         w.trial_id = trial.id
         w.send("run", trial=self._payload(trial, w.slot))
@@ -263,6 +273,8 @@ class RunSession(QObject):
     def _on_message(self, w: SlotWorker, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         lt = self.live.get(msg.get("trial_id") or "")
+        if lt is not None:
+            lt.last_progress = time.time()
         if kind == "hello":
             self.pids_changed.emit(self.worker_pids())
             self._dispatch(w)
@@ -271,7 +283,7 @@ class RunSession(QObject):
                 self._stray[w.slot.id].append(msg.get("line", ""))
         elif kind == "trial_started":
             lt.started = float(msg["t"])
-            self.store.mark_running(lt.trial.id, w.slot.id, w.slot.torch_device, lt.started)
+            self._write(self.store.mark_running, lt.trial.id, w.slot.id, w.slot.torch_device, lt.started)
             self.trial_started.emit(lt.trial.id)
         elif kind == "epoch":
             for key, value in msg["metrics"].items():
@@ -292,7 +304,7 @@ class RunSession(QObject):
             lt.peak_mem = peak
             if kind == "trial_finished":
                 self.scheduler.finished(lt.trial.id, float(msg["t"]) - (lt.started or float(msg["t"])), peak)
-                self.store.save_estimates(self.scheduler.estimates.rows())
+                self._write(self.store.save_estimates, self.scheduler.estimates.rows())
                 self._end_trial(lt, "finished", msg.get("metrics", {}), None, float(msg["t"]))
             elif msg.get("oom"):
                 self._out_of_memory(lt, msg.get("reason") or "out of memory", peak)
@@ -326,9 +338,9 @@ class RunSession(QObject):
                    ended: float) -> None:
         lt.state, lt.ended, lt.reason = state, ended, reason
         lt.metrics = {k: _float(v) for k, v in metrics.items()}
-        if state in ("finished", "failed"):
-            self.store.finish_trial(lt.trial.id, state, ended, lt.metrics, reason, lt.steps, "\n".join(lt.log),
-                                    lt.peak_mem)
+        if state in ("finished", "failed", "timeout"):
+            self._write(self.store.finish_trial, lt.trial.id, state, ended, lt.metrics, reason, lt.steps,
+                        "\n".join(lt.log), lt.peak_mem)
         self.trial_ended.emit(lt.trial.id)
 
     def _out_of_memory(self, lt: LiveTrial, reason: str, peak: float | None) -> None:
@@ -338,7 +350,7 @@ class RunSession(QObject):
             self._log(lt, f"[gridwatch] out of memory ({reason}); retry {tries} of {MAX_OOM_RETRIES} "
                           "with fewer trials at once")
             lt.state, lt.reason, lt.ended = "queued", f"out of memory, retrying ({tries}/{MAX_OOM_RETRIES})", None
-            self.store.requeue(lt.trial.id, lt.reason)
+            self._write(self.store.requeue, lt.trial.id, lt.reason)
             self.trial_ended.emit(lt.trial.id)
         else:
             self._end_trial(lt, "failed", {}, f"out of memory after {MAX_OOM_RETRIES} retries: {reason}",
@@ -357,13 +369,16 @@ class RunSession(QObject):
             if self.stopping:
                 lt.state, lt.ended = "stopped", time.time()
                 self.trial_ended.emit(lt.trial.id)
-            elif description.endswith("SIGKILL"):  # not us: most likely the kernel's out-of-memory killer
-                self._log(lt, f"[gridwatch] {description}")
-                self._out_of_memory(lt, f"{description} (the kernel's out-of-memory killer?)", None)
-            else:
-                self._log(lt, f"[gridwatch] {description}")
+            elif w.timed_out:
+                timeout = self.models[lt.trial.model].timeout
                 self.scheduler.failed(lt.trial.id)
-                self._end_trial(lt, "failed", {}, description, time.time())
+                self._end_trial(lt, "timeout", {}, f"no progress for {timeout:g} s: worker killed", time.time())
+            elif description.endswith("SIGKILL") and self._memory_low():
+                self._log(lt, f"[gridwatch] {description}")
+                self._out_of_memory(lt, f"{description} (the kernel's out-of-memory killer, RAM was nearly full)",
+                                    None)
+            else:
+                self._crashed(lt, description)
         if self.stopping:
             if not self.workers:
                 self._finalize()
@@ -371,6 +386,48 @@ class RunSession(QObject):
         if len(self.scheduler):
             self._replace(w, description)
         self._maybe_done()
+
+    def _crashed(self, lt: LiveTrial, description: str) -> None:
+        """The worker died under the trial: say how, with its last words, and run it again if allowed."""
+        last = next((line for line in reversed(lt.log) if line.strip() and not line.startswith("[gridwatch]")), "")
+        reason = description + (f"; last output: {last.strip()[:200]}" if last else "")
+        self._log(lt, f"[gridwatch] {description}")
+        lt.crashes += 1
+        retries = self.models[lt.trial.model].retries
+        if lt.crashes <= retries:
+            self.scheduler.requeue(lt.trial)
+            lt.state, lt.ended, lt.reason = "queued", None, f"{reason}; retry {lt.crashes} of {retries}"
+            self._write(self.store.requeue, lt.trial.id, lt.reason)
+            self.trial_ended.emit(lt.trial.id)
+        else:
+            self.scheduler.failed(lt.trial.id)
+            self._end_trial(lt, "failed", {}, reason, time.time())
+
+    def _memory_low(self) -> bool:
+        vm = psutil.virtual_memory()
+        return vm.available < 0.1 * vm.total
+
+    def _check_hangs(self) -> None:
+        now = time.time()
+        for w in self.workers:
+            lt = self.live.get(w.trial_id or "")
+            timeout = self.models[lt.trial.model].timeout if lt is not None else None
+            if lt is not None and timeout is not None and not w.timed_out and now - lt.last_progress > timeout:
+                self._log(lt, f"[gridwatch] no progress for {timeout:g} s: killing the worker")
+                w.timed_out = True
+                w.kill()
+
+    def _write(self, write: Any, *args: Any) -> bool:
+        """Store writes that fail (disk full, folder gone) stop the run; what was committed stays."""
+        try:
+            write(*args)
+            return True
+        except sqlite3.Error as exc:
+            if not self.stopping:
+                self.notice.emit(f"cannot write results to {self.store.path} ({exc}): stopping the run; "
+                                 "every trial committed before is kept")
+                QTimer.singleShot(0, self.stop)
+            return False
 
     def _replace(self, w: SlotWorker, description: str) -> None:
         slot = w.slot
@@ -415,12 +472,12 @@ class RunSession(QObject):
             self.status = "failed"
         else:
             self.status = "done"
-        self.store.add_telemetry(self.recorder.take())
+        self._write(self.store.add_telemetry, self.recorder.take())
         for v in self.detector.active():
             v.active = False
-            self.store.save_verdict(v)
+            self._write(self.store.save_verdict, v)
             self.verdict_changed.emit(v)
-        self.store.end_session(self.status)
+        self._write(self.store.end_session, self.status)
         self.finished.emit(self.status)
 
 

@@ -26,6 +26,7 @@ DEVICE_KEYS = {"cpu_slots", "threads_per_cpu_slot", "gpus", "gpu_slots_per_gpu",
                "vram_reserve_gb"}
 MODEL_KEYS = {
     "name", "trainable", "command", "device", "grid", "fixed", "metric", "goal", "metrics_regex", "cwd",
+    "retries", "timeout",
 }
 TOP_KEYS = {"run", "devices", "model"}
 
@@ -63,6 +64,8 @@ class ModelSpec:
     metric: str | None = None
     goal: str | None = None
     metrics_regex: str | None = None
+    retries: int = 1  # a trial whose worker dies is run again this many times
+    timeout: float | None = None  # seconds without any progress event before a trial is killed
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,14 @@ def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
     goal = _str(path, f"{where}.goal", m["goal"]) if "goal" in m else None
     if goal is not None and goal not in GOALS:
         raise SpecError(path, f"{where}.goal", f'{goal!r} must be "max" or "min"')
-    return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex)
+    retries = _int(path, f"{where}.retries", m.get("retries", 1), minimum=0)
+    timeout = None
+    if "timeout" in m:
+        t = m["timeout"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+            raise SpecError(path, f"{where}.timeout", f"must be a number of seconds above 0, not {_toml_repr(t)}")
+        timeout = float(t)
+    return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex, retries, timeout)
 
 
 def _trainable(path: Path, where: str, m: dict[str, Any], base: Path) -> tuple[str, str]:

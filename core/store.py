@@ -271,6 +271,12 @@ class ResultStore:
         return {"name": row[0], "grid_path": row[1], "models": json.loads(row[2] or "[]"), "folds": row[3],
                 "created": row[4]}
 
+    def grid_text(self) -> str:
+        row = self.db.execute("SELECT grid_text FROM runs ORDER BY id LIMIT 1").fetchone()
+        if row is None or not row[0]:
+            raise StoreError(f"{self.path}: holds no grid to resume")
+        return str(row[0])
+
     def trials(self) -> list[TrialRow]:
         rows = self.db.execute(
             "SELECT id, model, config_key, params, fold, device_pref, state, slot, device, attempts, started, "

@@ -27,11 +27,11 @@ from PySide6.QtWidgets import (
 
 from core import results, trials
 from core.devices import DeviceError, Machine
-from core.headless import PlanError, SnapshotBridge, default_db_path, plan_grid
+from core.headless import MAX_TRIALS, PlanError, SnapshotBridge, default_db_path, plan_grid
 from core.progress import format_seconds
 from core.replay import live_from_store
 from core.session import LiveTrial, RunSession
-from core.spec import GridSpec, SpecError
+from core.spec import GridSpec, SpecError, parse_grid
 from core.starvation import Verdict
 from core.store import ResultStore, StoreError
 from core.telemetry import GpuReader, TelemetrySampler
@@ -44,7 +44,8 @@ from gui.timing_view import TimingView
 from gui.trial_detail import TrialDetail
 from gui.trials_model import PROGRESS_COL, ProgressDelegate, TrialsFilter, TrialsModel
 
-STATES = ["", "queued", "running", "finished", "failed", "stopped"]
+STATES = ["", "queued", "running", "finished", "failed", "timeout", "stopped"]
+CONFIRM_TRIALS = 10_000  # bigger grids ask first; MAX_TRIALS (core.headless) and up are refused
 PREVIEW_LIMIT = 20_000  # trials listed before a run; bigger grids are only counted
 
 
@@ -160,6 +161,8 @@ class MainWindow(QMainWindow):
         self.stop_act = act("Stop", self.stop_run)
         tb.addSeparator()
         self.open_run = act("Open run…", self._open_run_dialog)
+        self.resume_run_act = act("Resume run", self.resume_opened)
+        self.resume_run_act.setToolTip("Run the opened run's unfinished trials, in the same results file")
 
     # -- run control ------------------------------------------------------------------------------------
 
@@ -169,10 +172,38 @@ class MainWindow(QMainWindow):
 
     def start_run(self) -> None:
         spec = self.editor.spec
-        if spec is None or self.running:
+        if spec is None or self.running or not self._confirm_size(spec):
             return
+        self._launch(spec, default_db_path(spec.name, self.runs_dir), resume=False)
+
+    def resume_opened(self) -> None:
+        """Open run… then Resume: run the opened file's grid again, skipping every finished trial."""
+        if self.store is None or self.session is not None or self.running:
+            return
+        path = self.store.path
         try:
-            planned = plan_grid(spec, db=default_db_path(spec.name, self.runs_dir), machine=self.machine)
+            info = self.store.run_info()
+            spec = parse_grid(self.store.grid_text(), info["grid_path"] or path.with_suffix(".toml"))
+        except (StoreError, SpecError) as exc:
+            QMessageBox.critical(self, "Cannot resume this run", str(exc))
+            return
+        self._close_store()
+        self._launch(spec, path, resume=True)
+
+    def _confirm_size(self, spec: GridSpec) -> bool:
+        n = trials.count(spec)
+        if n <= CONFIRM_TRIALS:
+            return True
+        if n > MAX_TRIALS:
+            QMessageBox.critical(self, "Grid too large", f"This grid expands to {n:,} trials, more than "
+                                 f"{MAX_TRIALS:,}. Shrink an axis or the folds.")
+            return False
+        answer = QMessageBox.question(self, "Run a large grid?", f"This grid expands to {n:,} trials. Run it?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _launch(self, spec: GridSpec, db: Path, resume: bool) -> None:
+        try:
+            planned = plan_grid(spec, db=db, resume=resume, machine=self.machine)
         except (PlanError, DeviceError, StoreError, SpecError) as exc:
             QMessageBox.critical(self, "Cannot start the run", str(exc))
             return
@@ -387,6 +418,7 @@ class MainWindow(QMainWindow):
         self.resume_act.setEnabled(bool(paused))
         self.stop_act.setEnabled(running)
         self.open_run.setEnabled(not running)
+        self.resume_run_act.setEnabled(self.session is None and self.store is not None and not running)
         self.open_grid.setEnabled(not running)
 
     def _open_grid(self) -> None:

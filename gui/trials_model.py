@@ -17,7 +17,7 @@ from core.starvation import Verdict
 COLUMNS = ["trial", "model", "state", "progress", "metric", "data wait", "fold", "slot", "duration", "params"]
 PROGRESS_COL = COLUMNS.index("progress")
 STATE_COLOURS = {"queued": "#9aa0a6", "running": "#1e88e5", "finished": "#43a047", "failed": "#e53935",
-                 "stopped": "#fb8c00"}
+                 "stopped": "#fb8c00", "timeout": "#8e24aa"}
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
 

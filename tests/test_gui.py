@@ -253,3 +253,20 @@ def test_queued_trial_says_why_it_waits(window, qtbot, outside):
     assert tip.startswith("waiting: ") and ("memory" in tip or "RAM" in tip), tip
     qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
     assert window.session.status == "done"
+
+
+def test_open_run_then_resume_runs_only_the_unfinished(window, qtbot, outside):
+    _start(window, outside, "[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 0.4\n")
+    qtbot.waitUntil(lambda: window.session.progress().finished >= 3, timeout=60_000)
+    window.stop_run()
+    qtbot.waitUntil(lambda: window.session.status is not None, timeout=30_000)
+    db = window.store.path
+    window.open_results(db)
+    done = {tid for tid, lt in window.live.items() if lt.state == "finished"}
+    assert 3 <= len(done) < 8 and window.resume_run_act.isEnabled()
+    window.resume_opened()
+    qtbot.waitUntil(lambda: window.session is not None and window.session.status is not None, timeout=60_000)
+    rows = {r.id: r for r in window.store.trials()}
+    assert window.session.status == "done" and all(r.state == "finished" for r in rows.values())
+    assert all(rows[t].attempts == 1 for t in done), "zero finished trials repeated"
+    assert window.store.path == db

@@ -228,3 +228,19 @@ def test_bad_trainables_are_failed_and_left_out_of_the_leaderboard(outside, bad)
     assert "1/2" in r.stdout, "only the good fold counts in the leaderboard row"
     reason = "ValueError: boom" if bad == "raises" else "returned acc=nan"
     assert reason in r.stdout
+
+
+def test_a_command_that_does_not_exist(outside):
+    g = grid(outside, '[[model]]\nname = "c"\ncommand = "no-such-program-xyz --x {fold}"\n')
+    r = cli("run", str(g), "--db", str(outside / "r.db"), "--quiet", cwd=outside)
+    assert r.returncode == 1 and "command not found: no-such-program-xyz" in r.stdout
+
+
+def test_a_results_file_from_a_newer_gridwatch(outside):
+    db = outside / "new.gridwatch.db"
+    conn = sqlite3.connect(db)
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                       "INSERT INTO meta VALUES ('app', 'gridwatch'), ('schema_version', '99');")
+    conn.close()
+    r = cli("report", str(db), cwd=outside)
+    assert r.returncode == 2 and "newer gridwatch" in r.stderr and "Traceback" not in r.stderr

@@ -75,7 +75,8 @@ class RunSession(QObject):
             lt, r = self.live[tid], stored.get(tid)
             lt.state = "finished"
             if r is not None:  # a resumed run shows what it keeps
-                lt.slot, lt.started, lt.ended, lt.metrics, lt.peak_mem = r.slot, r.started, r.ended, r.metrics, r.peak_mem
+                lt.slot, lt.started, lt.ended = r.slot, r.started, r.ended
+                lt.metrics, lt.peak_mem = r.metrics, r.peak_mem
         self.skipped = len(done_ids & self.live.keys())
         self.scheduler = TrialScheduler([t for t in trials if t.id not in done_ids], estimates or Estimates(),
                                         dict(budgets or {}), probe_alone)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from core.session import LOG_TAIL, LiveTrial
+from core.live import LOG_TAIL, LiveTrial
 from core.store import ResultStore
 from core.trials import Trial
 

@@ -188,6 +188,20 @@ class TrialScheduler:
     def runnable_on(self, kinds: set[str]) -> bool:
         return any(t.device_pref == "any" or t.device_pref in kinds for t in self._queue)
 
+    def predicted_work(self, now: float, kinds: set[str], running: list[tuple[Trial, str, float]]) -> float | None:
+        """Seconds of work left by the learned estimates: every queued trial on its fastest kind, plus what
+        the running ones (trial, kind, started) have left. None while a queued trial is unknown."""
+        est = self.estimates
+        total = 0.0
+        for t in self._queue:
+            known = [s for k in kinds if (s := est.config_seconds(t.model, t.config_key, k)) is not None]
+            if not known:
+                return None
+            total += min(known)
+        for t, kind, started in running:
+            total += max((est.config_seconds(t.model, t.config_key, kind) or 0.0) - (now - started), 0.0)
+        return total
+
     def predicted_seconds(self, t: Trial, kind: str) -> float | None:
         return self.estimates.seconds(t.model, kind)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -18,7 +17,8 @@ from core import diagnosis
 from core.devices import Slot, memory_device
 from core.estimates import Estimates
 from core.launcher import SlotWorker
-from core.progress import Progress, estimate_eta
+from core.live import LiveTrial, progress_of
+from core.progress import Progress
 from core.scheduler import MAX_OOM_RETRIES, SlotView, TrialScheduler
 from core.spec import GridSpec
 from core.starvation import StarvationDetector, Verdict
@@ -26,27 +26,8 @@ from core.store import ResultStore
 from core.telemetry import Snapshot
 from core.trials import Trial
 
-LOG_TAIL = 200  # lines of a trial's own output kept in the store
 MAX_BAD_STARTS = 3  # a slot whose worker dies before saying hello this often is given up
 STOP_GRACE_MS = 3000
-
-
-@dataclass
-class LiveTrial:
-    trial: Trial
-    state: str = "queued"  # queued | running | finished | failed | stopped
-    slot: str | None = None
-    started: float | None = None
-    ended: float | None = None
-    epoch: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
-    reason: str | None = None
-    data_wait: float = float("nan")  # rolling data-wait fraction reported by the worker's prefetch loader
-    peak_mem: float | None = None  # bytes, measured by the worker
-    last_progress: float = 0.0  # when the worker last said anything about this trial (hang detection)
-    crashes: int = 0  # times its worker died under it
-    steps: list[tuple[str, int, float, float]] = field(default_factory=list)
-    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
 
 
 class RunSession(QObject):
@@ -147,23 +128,8 @@ class RunSession(QObject):
     # -- reading ----------------------------------------------------------------------------------------
 
     def progress(self) -> Progress:
-        states = [lt.state for lt in self.live.values()]
-        running: dict[str, int] = {}
-        elapsed = []
-        now = time.time()
-        for lt in self.live.values():
-            if lt.state == "running":
-                kind = "gpu" if (lt.slot or "").startswith("gpu") else "cpu"
-                running[kind] = running.get(kind, 0) + 1
-                elapsed.append(now - (lt.started or now))
-        durations = [lt.ended - lt.started for lt in self.live.values()
-                     if lt.state == "finished" and lt.started and lt.ended]
-        queued = states.count("queued")
-        eta = estimate_eta(durations, queued, elapsed, max(1, len(self.workers)), self._predicted_work(now))
-        return Progress(total=len(states), finished=states.count("finished"),
-                        failed=states.count("failed") + states.count("timeout"),
-                        queued=queued, running=running, eta_s=eta, elapsed_s=now - self.started_at,
-                        paused=self.paused)
+        return progress_of(self.live, max(1, len(self.workers)), self.started_at, self.paused,
+                           self._predicted_work(time.time()))
 
     def on_snapshot(self, snap: Snapshot) -> None:
         """A telemetry sample: kept at 1 Hz in the results file, and judged by the starvation detector."""
@@ -193,21 +159,12 @@ class RunSession(QObject):
         return list(self.detector.verdicts)
 
     def _predicted_work(self, now: float) -> float | None:
-        """Seconds of work left by the learned estimates (queued trials, and what running ones have left)."""
-        kinds = {w.slot.kind for w in self.workers} or {"cpu"}
-        est = self.scheduler.estimates
-        total = 0.0
-        for t in self.scheduler.pending():
-            known = [s for k in kinds if (s := est.config_seconds(t.model, t.config_key, k)) is not None]
-            if not known:
-                return None
-            total += min(known)
+        running = []
         for w in self.workers:
             lt = self.live.get(w.trial_id or "")
             if lt is not None and lt.started is not None:
-                s = est.config_seconds(lt.trial.model, lt.trial.config_key, w.slot.kind)
-                total += max((s or 0.0) - (now - lt.started), 0.0)
-        return total
+                running.append((lt.trial, w.slot.kind, lt.started))
+        return self.scheduler.predicted_work(now, {w.slot.kind for w in self.workers} or {"cpu"}, running)
 
     def worker_pids(self) -> dict[str, int]:
         """Slot id -> pid of its worker, for per-slot telemetry."""

@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
 from core import results, trials
 from core.devices import DeviceError, Machine
 from core.headless import MAX_TRIALS, PlanError, SnapshotBridge, default_db_path, plan_grid
-from core.progress import format_seconds
+from core.live import LiveTrial
 from core.replay import live_from_store
-from core.session import LiveTrial, RunSession
+from core.session import RunSession
 from core.spec import GridSpec, SpecError, parse_grid
 from core.starvation import Verdict
 from core.store import ResultStore, StoreError
@@ -39,6 +39,7 @@ from gui.diagnosis_view import DiagnosisView
 from gui.grid_editor import GridEditor
 from gui.monitor import MonitorView
 from gui.results_view import LeaderboardView
+from gui.run_summary import gpu_spans, status_text
 from gui.timeline import TimelineView
 from gui.timing_view import TimingView
 from gui.trial_detail import TrialDetail
@@ -319,20 +320,8 @@ class MainWindow(QMainWindow):
             self.trials.refresh(v.subject)
         verdicts = self.session.verdicts() if self.session is not None else [v]
         self.diagnosis.show_verdicts(verdicts)
-        self.monitor.set_starved(self._gpu_spans(verdicts))
-
-    def _gpu_spans(self, verdicts: list[Verdict]) -> dict[int, list[tuple[float, float | None]]]:
-        slots = {s.id: s for s in (self.session.slots if self.session is not None else [])}
-        spans: dict[int, list[tuple[float, float | None]]] = {}
-        for v in verdicts:
-            gpu: int | None = None
-            if v.subject.startswith("gpu") and v.subject[3:].isdigit():
-                gpu = int(v.subject[3:])
-            elif v.subject in self.live and self.live[v.subject].slot in slots:
-                gpu = slots[self.live[v.subject].slot or ""].gpu_index
-            if gpu is not None:
-                spans.setdefault(gpu, []).append((v.started, None if v.active else v.ended))
-        return spans
+        slots = self.session.slots if self.session is not None else []
+        self.monitor.set_starved(gpu_spans(verdicts, self.live, slots))
 
     def _on_finished(self, status: str) -> None:
         if self.session is not None:
@@ -353,29 +342,7 @@ class MainWindow(QMainWindow):
         self.timeline.tick(self.live)
         if self._board_dirty:
             self._refresh_board()
-        self.progress_label.setText(self._status_text())
-
-    def _status_text(self) -> str:
-        if not self.live:
-            return "no run"
-        states = [lt.state for lt in self.live.values()]
-        done, failed = states.count("finished"), states.count("failed")
-        text = f"{done + failed}/{len(states)} done" + (f", {failed} failed" if failed else "")
-        durations = [lt.ended - lt.started for lt in self.live.values()
-                     if lt.started and lt.ended and lt.state in ("finished", "failed")]
-        if self.session is not None:
-            p = self.session.progress()
-            wall = p.elapsed_s
-            text += f" · running {sum(p.running.values())} · ETA {format_seconds(p.eta_s)}"
-            if p.paused:
-                text += " · paused"
-        else:
-            starts = [lt.started for lt in self.live.values() if lt.started]
-            ends = [lt.ended for lt in self.live.values() if lt.ended]
-            wall = (max(ends) - min(starts)) if starts and ends else 0.0
-        if wall > 0 and durations:
-            text += f" · speedup {sum(durations) / wall:.2f}x"
-        return text
+        self.progress_label.setText(status_text(self.live, self.session))
 
     def _refresh_board(self) -> None:
         self._board_dirty = False

@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-from core.session import LiveTrial
+from core.live import LiveTrial
 from gui.trials_model import STATE_COLOURS
 
 BAR_HEIGHT = 0.7

@@ -6,7 +6,7 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
 
-from core.session import LiveTrial
+from core.live import LiveTrial
 from gui.monitor import PALETTE
 
 

@@ -10,8 +10,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
 
+from core.live import LiveTrial
 from core.report import params_text
-from core.session import LiveTrial
 from core.starvation import Verdict
 
 COLUMNS = ["trial", "model", "state", "progress", "metric", "data wait", "fold", "slot", "duration", "params"]

@@ -1,0 +1,21 @@
+from core.devices import Slot
+from core.live import LiveTrial
+from core.starvation import Verdict
+from core.trials import Trial
+from gui.run_summary import gpu_spans, status_text
+
+
+def test_gpu_spans_follow_the_trial_to_its_gpu():
+    t = Trial("m-1-f0", "m", "m-1", {}, 0, "any", {})
+    live = {t.id: LiveTrial(t, state="running", slot="gpu1", started=10.0)}
+    slots = [Slot("cpu0", "cpu", 1), Slot("gpu1", "gpu", 1, gpu_index=1)]
+    verdicts = [Verdict("input_bound", t.id, "high", "e", "f", 12.0, 15.0, active=True),
+                Verdict("gpu_unused", "gpu0", "moderate", "e", "f", 1.0, 5.0, active=False)]
+    assert gpu_spans(verdicts, live, slots) == {1: [(12.0, None)], 0: [(1.0, 5.0)]}
+
+
+def test_status_text_of_a_finished_run():
+    t = [Trial(f"m-1-f{i}", "m", "m-1", {}, i, "any", {}) for i in range(2)]
+    live = {t[0].id: LiveTrial(t[0], state="finished", started=0.0, ended=4.0),
+            t[1].id: LiveTrial(t[1], state="timeout", started=0.0, ended=4.0)}
+    assert status_text(live, None) == "2/2 done, 1 failed · speedup 2.00x"

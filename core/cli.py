@@ -15,7 +15,7 @@ from core import devices, results
 from core.devices import DeviceError
 from core.headless import MAX_TRIALS, PlanError, plan_run, run_planned
 from core.progress import Progress, format_seconds
-from core.report import leaderboard_text, render_trials, speedup_text, timing_text
+from core.report import leaderboard_text, params_text, render_trials, speedup_text, timing_text
 from core.session import RunSession
 from core.spec import DeviceSpec, SpecError
 from core.starvation import Verdict
@@ -147,8 +147,10 @@ def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> Non
     if verdicts:
         print("\nDiagnosis (what kept trials or GPUs waiting)")
         fixes: dict[str, list[str]] = {}
+        params = {r.id: params_text(r.params) for r in rows}
         for v in verdicts:
-            fixes.setdefault(v.fix, []).append(f"- {v.title}, for {v.ended - v.started:.0f} s: {v.evidence}")
+            what = f" ({params[v.subject]})" if v.subject in params else ""
+            fixes.setdefault(v.fix, []).append(f"- {v.title}{what}, for {v.ended - v.started:.0f} s: {v.evidence}")
         for fix, lines in fixes.items():
             print("\n".join(lines))
             print(f"  fix: {fix}")

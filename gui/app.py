@@ -40,10 +40,13 @@ def runs_dir() -> Path:
 
 
 def make_window(grid: str | Path | None = None, results: str | Path | None = None) -> Any:
+    import platformdirs
+
     from core import devices
     from gui.main_window import MainWindow
 
-    window = MainWindow(devices.detect(), runs_dir())
+    settings = Path(platformdirs.user_config_dir("gridwatch")) / "window.ini"
+    window = MainWindow(devices.detect(), runs_dir(), settings_file=settings)
     window.editor.load_file(grid or DEMO_GRID)
     if results:
         window.open_results(results)

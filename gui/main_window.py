@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -51,8 +51,10 @@ PREVIEW_LIMIT = 20_000  # trials listed before a run; bigger grids are only coun
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, machine: Machine, runs_dir: Path, gpu: GpuReader | None = None) -> None:
+    def __init__(self, machine: Machine, runs_dir: Path, gpu: GpuReader | None = None,
+                 settings_file: Path | None = None) -> None:
         super().__init__()
+        self.settings_file = settings_file  # window layout; None: not remembered (tests)
         self.machine, self.runs_dir = machine, runs_dir
         self.session: RunSession | None = None
         self.store: ResultStore | None = None
@@ -72,6 +74,7 @@ class MainWindow(QMainWindow):
         self.ticker.timeout.connect(self._tick)
         self.ticker.start(500)
         self._update_actions()
+        self._restore_layout()
 
     # -- layout -----------------------------------------------------------------------------------------
 
@@ -426,6 +429,28 @@ class MainWindow(QMainWindow):
                                       "Finished trials are kept.")
         return answer == QMessageBox.StandardButton.Yes
 
+    def _settings(self) -> QSettings | None:
+        if self.settings_file is None:
+            return None
+        return QSettings(str(self.settings_file), QSettings.Format.IniFormat)
+
+    def _restore_layout(self) -> None:
+        settings = self._settings()
+        if settings is None:
+            return
+        geometry, state = settings.value("geometry"), settings.value("state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def _save_layout(self) -> None:
+        settings = self._settings()
+        if settings is not None:
+            settings.setValue("geometry", self.saveGeometry())
+            settings.setValue("state", self.saveState())
+            settings.sync()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.running and self.session is not None:
             if not self.confirm_stop():
@@ -433,6 +458,7 @@ class MainWindow(QMainWindow):
                 return
             self.session.stop_blocking()
             self.session.close()
+        self._save_layout()
         self.ticker.stop()
         self.monitor.timer.stop()
         self.sampler.stop()

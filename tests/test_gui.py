@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QDockWidget, QLabel
 
 from core.devices import detect
 from core.spec import SpecError, parse_grid
@@ -270,3 +270,22 @@ def test_open_run_then_resume_runs_only_the_unfinished(window, qtbot, outside):
     assert window.session.status == "done" and all(r.state == "finished" for r in rows.values())
     assert all(rows[t].attempts == 1 for t in done), "zero finished trials repeated"
     assert window.store.path == db
+
+
+def test_the_layout_is_remembered_in_the_given_file_only(qtbot, tmp_path):
+    get_qapp()
+    ini = tmp_path / "window.ini"
+    w = MainWindow(detect(), tmp_path / "runs", settings_file=ini)
+    qtbot.addWidget(w)
+    w.show()
+    w.findChild(QDockWidget, "dock_timeline").hide()
+    w.close()
+    assert "geometry=" in ini.read_text() and "state=" in ini.read_text()
+    again = MainWindow(detect(), tmp_path / "runs", settings_file=ini)
+    qtbot.addWidget(again)
+    assert not again.findChild(QDockWidget, "dock_timeline").isVisibleTo(again), "the hidden dock stays hidden"
+    fresh = MainWindow(detect(), tmp_path / "runs")
+    qtbot.addWidget(fresh)
+    assert fresh.findChild(QDockWidget, "dock_timeline").isVisibleTo(fresh), "no settings file: defaults"
+    fresh.close()
+    again.close()

@@ -33,7 +33,7 @@ def fixed(v: float) -> str:
     """Same decimals down a column, so means line up and compare at a glance."""
     if math.isnan(v):
         return "-"
-    return f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3e}"
+    return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3e}"
 
 
 def params_text(params: dict[str, Any]) -> str:
@@ -48,7 +48,7 @@ def leaderboard_text(board: list[ConfigResult]) -> str:
         arrow = "↑" if c.goal == "max" else "↓"
         folds = f"{c.folds_done}/{c.folds_total}" + (f" ({c.failed} failed)" if c.failed else "")
         rows.append([str(i), c.model, params_text(c.params), f"{c.metric} {arrow}",
-                     f"{fixed(c.mean)} ± {fixed(c.std)}", folds])
+                     f"{fixed(c.mean)} ± {fixed(c.std) if c.folds_done > 1 else '-'}", folds])
     return table(["#", "model", "params", "metric", "CV mean ± std", "folds"], rows)
 
 

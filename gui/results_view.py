@@ -27,7 +27,7 @@ class LeaderboardView(QTableWidget):
             arrow = "↑" if c.goal == "max" else "↓"
             folds = f"{c.folds_done}/{c.folds_total}" + (f" ({c.failed} failed)" if c.failed else "")
             cells = [str(i + 1), c.model, params_text(c.params), f"{c.metric} {arrow}", fixed(c.mean),
-                     fixed(c.std), folds]
+                     fixed(c.std) if c.folds_done > 1 else "-", folds]
             first = c.model not in best_of
             best_of.add(c.model)
             for j, text in enumerate(cells):

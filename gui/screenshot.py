@@ -6,7 +6,9 @@ Makefile's `screenshot` target does.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDockWidget
@@ -15,6 +17,7 @@ from gui.app import get_qapp, make_window
 
 
 def main(argv: list[str]) -> int:
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp()  # the default layout, not the user's saved one
     out = argv[0] if argv else "screenshot.png"
     seconds = float(argv[1]) if len(argv) > 1 else 30.0
     app = get_qapp()

@@ -210,7 +210,7 @@ def test_starved_trial_gets_a_badge_a_diagnosis_and_replays(window, qtbot, outsi
         [model.fixed]
         prefetch = false
         heatmap_size = 64
-        epochs = 14
+        epochs = 30
         n_per_class = 400
         """, folds=2)
     window.editor.load_file(g)

@@ -93,6 +93,8 @@ def bar_line(p: Progress, width: int = 24) -> str:
     running = ", ".join(f"{n} {kind}" for kind, n in sorted(p.running.items())) or "none"
     failed = f" · {p.failed} failed" if p.failed else ""
     state = " · paused" if p.paused else ""
+    if p.waiting:
+        state += f" · {p.waiting} waiting (memory or a faster device)"
     return (f"[{'#' * filled}{'.' * (width - filled)}] {p.ended}/{p.total} done{failed} · running: {running}"
             f" · {format_seconds(p.elapsed_s)} elapsed · ETA {format_seconds(p.eta_s)}{state}")
 

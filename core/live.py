@@ -31,7 +31,7 @@ class LiveTrial:
 
 
 def progress_of(live: dict[str, LiveTrial], slots: int, started_at: float, paused: bool,
-                predicted_work: float | None) -> Progress:
+                predicted_work: float | None, waiting: int = 0) -> Progress:
     states = [lt.state for lt in live.values()]
     running: dict[str, int] = {}
     elapsed = []
@@ -47,4 +47,4 @@ def progress_of(live: dict[str, LiveTrial], slots: int, started_at: float, pause
     return Progress(total=len(states), finished=states.count("finished"),
                     failed=states.count("failed") + states.count("timeout"), queued=queued, running=running,
                     eta_s=estimate_eta(durations, queued, elapsed, slots, predicted_work),
-                    elapsed_s=now - started_at, paused=paused)
+                    elapsed_s=now - started_at, paused=paused, waiting=waiting)

@@ -15,6 +15,7 @@ class Progress:
     eta_s: float | None = None
     elapsed_s: float = 0.0
     paused: bool = False
+    waiting: int = 0  # queued trials held back for a reason (memory, a faster device, a probe)
 
     @property
     def ended(self) -> int:

@@ -128,8 +128,10 @@ class RunSession(QObject):
     # -- reading ----------------------------------------------------------------------------------------
 
     def progress(self) -> Progress:
+        waiting = sum(1 for tid in list(self.scheduler.waiting)
+                      if (lt := self.live.get(tid)) is not None and lt.state == "queued")
         return progress_of(self.live, max(1, len(self.workers)), self.started_at, self.paused,
-                           self._predicted_work(time.time()))
+                           self._predicted_work(time.time()), waiting)
 
     def on_snapshot(self, snap: Snapshot) -> None:
         """A telemetry sample: kept at 1 Hz in the results file, and judged by the starvation detector."""

@@ -2,7 +2,7 @@
 
 import sys
 
-from gui.app import entry
+from gridwatch.gui.app import entry
 
 if __name__ == "__main__":
     sys.exit(entry(sys.argv[1:]))

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from core import results  # noqa: E402
-from core.headless import plan_run, run_planned  # noqa: E402
+from gridwatch.run.headless import plan_run, run_planned  # noqa: E402
 
 from bench_trainable import train  # noqa: E402
 

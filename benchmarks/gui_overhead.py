@@ -26,12 +26,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QMainWindow  # noqa: E402
 
-from core.devices import detect  # noqa: E402
-from core.nvml import GpuSample  # noqa: E402
-from core.telemetry import ProcSample, Snapshot  # noqa: E402
-from gui.app import DEMO_GRID, get_qapp  # noqa: E402
-from gui.main_window import MainWindow  # noqa: E402
-from gui.monitor import MonitorView  # noqa: E402
+from gridwatch.gui.app import DEMO_GRID, get_qapp  # noqa: E402
+from gridwatch.gui.main_window import MainWindow  # noqa: E402
+from gridwatch.gui.monitor import MonitorView  # noqa: E402
+from gridwatch.run.devices import detect  # noqa: E402
+from gridwatch.telemetry.nvml import GpuSample  # noqa: E402
+from gridwatch.telemetry.sampler import ProcSample, Snapshot  # noqa: E402
 
 
 def cpu_percent_while(app, seconds: float) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import devices  # noqa: E402
-from core.headless import plan_run, run_planned  # noqa: E402
+from gridwatch.run.headless import plan_run, run_planned  # noqa: E402
 
 GRID = """
 [run]
@@ -26,7 +26,7 @@ name = "placement"
 folds = 3
 [[model]]
 name = "mlp"
-trainable = "core.demo:mlp"
+trainable = "gridwatch.demo:mlp"
 device = "any"
 metric = "val_acc"
 [model.grid]
@@ -36,7 +36,7 @@ batch_size = [32, 128]
 epochs = {epochs}
 [[model]]
 name = "lstm"
-trainable = "core.demo:lstm"
+trainable = "gridwatch.demo:lstm"
 device = "any"
 metric = "val_acc"
 [model.grid]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.nvml import open_gpu_reader  # noqa: E402
+from gridwatch.telemetry.nvml import open_gpu_reader  # noqa: E402
 
 
 class GpuUtil:
@@ -51,7 +51,7 @@ class GpuUtil:
 
 
 def run(prefetch_on: bool, epochs: int, heatmap: int, device: str) -> tuple[float, float, float]:
-    from core.demo import input_bound
+    from gridwatch.demo import input_bound
 
     times: list[float] = []
     waits: list[float] = []

@@ -11,15 +11,16 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from core import devices, results
-from core.devices import DeviceError
-from core.headless import MAX_TRIALS, PlanError, plan_run, run_planned
-from core.progress import Progress, format_seconds
-from core.report import leaderboard_text, params_text, render_trials, speedup_text, timing_text
-from core.session import RunSession
-from core.spec import DeviceSpec, SpecError
-from core.starvation import Verdict
-from core.store import ResultStore, StoreError
+from gridwatch.grid.spec import DeviceSpec, SpecError
+from gridwatch.results import summary as results
+from gridwatch.results.report import leaderboard_text, params_text, render_trials, speedup_text, timing_text
+from gridwatch.results.store import ResultStore, StoreError
+from gridwatch.run import devices
+from gridwatch.run.devices import DeviceError
+from gridwatch.run.headless import MAX_TRIALS, PlanError, plan_run, run_planned
+from gridwatch.run.progress import Progress, format_seconds
+from gridwatch.run.session import RunSession
+from gridwatch.telemetry.starvation import Verdict
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

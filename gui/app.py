@@ -6,10 +6,11 @@ Widgets are imported only when the window opens, so the CLI starts fast and work
 from __future__ import annotations
 
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES = Path(str(resources.files("gridwatch.resources")))  # a real folder: wheels install unzipped
 DEMO_GRID = RESOURCES / "demo.toml"
 
 
@@ -42,8 +43,8 @@ def runs_dir() -> Path:
 def make_window(grid: str | Path | None = None, results: str | Path | None = None) -> Any:
     import platformdirs
 
-    from core import devices
-    from gui.main_window import MainWindow
+    from gridwatch.gui.main_window import MainWindow
+    from gridwatch.run import devices
 
     settings = Path(platformdirs.user_config_dir("gridwatch")) / "window.ini"
     window = MainWindow(devices.detect(), runs_dir(), settings_file=settings)
@@ -79,6 +80,6 @@ def entry(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args:
         return main([])
-    from core.cli import main as cli_main
+    from gridwatch.cli import main as cli_main
 
     return cli_main(args)

@@ -7,7 +7,7 @@ import time
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem
 
-from core.starvation import Verdict
+from gridwatch.telemetry.starvation import Verdict
 
 
 class DiagnosisView(QTreeWidget):

@@ -1,4 +1,4 @@
-"""Grid editor: a form and the TOML text, kept in step; validated on every keystroke by core.spec.
+"""Grid editor: a form and the TOML text, kept in step; validated on every keystroke by gridwatch.grid.spec.
 
 The TOML text is the truth: form edits rewrite it, text edits refill the form. The message under both is
 exactly what `gridwatch run` would print, and `spec` is None until the grid is valid.
@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import trials
-from core.gridfile import dumps
-from core.spec import GridSpec, SpecError, parse_grid
-from gui.model_form import ModelForm, ValueError_
+from gridwatch.grid import trials
+from gridwatch.grid.gridfile import dumps
+from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
+from gridwatch.gui.model_form import ModelForm, ValueError_
 
 
 class GridEditor(QWidget):
@@ -203,7 +203,7 @@ class GridEditor(QWidget):
     def _add_model(self) -> None:
         models = self._models()
         name = f"model{len(models) + 1}"
-        self.data = {**self.data, "model": [*models, {"name": name, "trainable": "core.demo:mlp",
+        self.data = {**self.data, "model": [*models, {"name": name, "trainable": "gridwatch.demo:mlp",
                                                        "device": "any", "grid": {"lr": [0.001]}}]}
         self._filling = True
         self.text.setPlainText(dumps(self.data))

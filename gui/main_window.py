@@ -25,28 +25,29 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import results, trials
-from core.devices import DeviceError, Machine
-from core.headless import MAX_TRIALS, PlanError, SnapshotBridge, default_db_path, plan_grid
-from core.live import LiveTrial
-from core.replay import live_from_store
-from core.session import RunSession
-from core.spec import GridSpec, SpecError, parse_grid
-from core.starvation import Verdict
-from core.store import ResultStore, StoreError
-from core.telemetry import GpuReader, TelemetrySampler
-from gui.diagnosis_view import DiagnosisView
-from gui.grid_editor import GridEditor
-from gui.monitor import MonitorView
-from gui.results_view import LeaderboardView
-from gui.run_summary import gpu_spans, status_text
-from gui.timeline import TimelineView
-from gui.timing_view import TimingView
-from gui.trial_detail import TrialDetail
-from gui.trials_model import PROGRESS_COL, ProgressDelegate, TrialsFilter, TrialsModel
+from gridwatch.grid import trials
+from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
+from gridwatch.gui.diagnosis_view import DiagnosisView
+from gridwatch.gui.grid_editor import GridEditor
+from gridwatch.gui.monitor import MonitorView
+from gridwatch.gui.results_view import LeaderboardView
+from gridwatch.gui.run_summary import gpu_spans, status_text
+from gridwatch.gui.timeline import TimelineView
+from gridwatch.gui.timing_view import TimingView
+from gridwatch.gui.trial_detail import TrialDetail
+from gridwatch.gui.trials_model import PROGRESS_COL, ProgressDelegate, TrialsFilter, TrialsModel
+from gridwatch.results import summary as results
+from gridwatch.results.replay import live_from_store
+from gridwatch.results.store import ResultStore, StoreError
+from gridwatch.run.devices import DeviceError, Machine
+from gridwatch.run.headless import MAX_TRIALS, PlanError, SnapshotBridge, default_db_path, plan_grid
+from gridwatch.run.live import LiveTrial
+from gridwatch.run.session import RunSession
+from gridwatch.telemetry.sampler import GpuReader, TelemetrySampler
+from gridwatch.telemetry.starvation import Verdict
 
 STATES = ["", "queued", "running", "finished", "failed", "timeout", "stopped"]
-CONFIRM_TRIALS = 10_000  # bigger grids ask first; MAX_TRIALS (core.headless) and up are refused
+CONFIRM_TRIALS = 10_000  # bigger grids ask first; MAX_TRIALS (gridwatch.run.headless) and up are refused
 PREVIEW_LIMIT = 20_000  # trials listed before a run; bigger grids are only counted
 
 

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.gridfile import value_text
+from gridwatch.grid.gridfile import value_text
 
 PARAM_KINDS = ("grid", "fixed")
 

@@ -14,8 +14,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from core.telemetry import Snapshot
-from gui.ring import RingSeries
+from gridwatch.gui.ring import RingSeries
+from gridwatch.telemetry.sampler import Snapshot
 
 GIB = 1024**3
 HOUR_AT_MAX_RATE = 3600 * 20  # ring capacity: at least 1 h at the fastest sampling rate

@@ -5,8 +5,8 @@ from __future__ import annotations
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from core.report import fixed, params_text
-from core.results import ConfigResult
+from gridwatch.results.report import fixed, params_text
+from gridwatch.results.summary import ConfigResult
 
 HEADERS = ["#", "model", "params", "metric", "CV mean", "± std", "folds"]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.devices import Slot
-from core.live import LiveTrial
-from core.progress import format_seconds
-from core.session import RunSession
-from core.starvation import Verdict
+from gridwatch.run.devices import Slot
+from gridwatch.run.live import LiveTrial
+from gridwatch.run.progress import format_seconds
+from gridwatch.run.session import RunSession
+from gridwatch.telemetry.starvation import Verdict
 
 
 def status_text(live: dict[str, LiveTrial], session: RunSession | None) -> str:

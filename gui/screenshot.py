@@ -1,6 +1,6 @@
-"""Capture the real window while it runs the demo grid: `python -m gui.screenshot OUT.png [SECONDS]`.
+"""Capture the real window while it runs the demo grid: `python -m gridwatch.gui.screenshot OUT.png [SECONDS]`.
 
-Run under a real X server (`xvfb-run -s "-screen 0 1600x1000x24" python -m gui.screenshot shot.png`), as the
+Run under a real X server (`xvfb-run -s "-screen 0 1600x1000x24" python -m gridwatch.gui.screenshot shot.png`), as the
 Makefile's `screenshot` target does.
 """
 
@@ -13,7 +13,7 @@ import tempfile
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDockWidget
 
-from gui.app import get_qapp, make_window
+from gridwatch.gui.app import get_qapp, make_window
 
 
 def main(argv: list[str]) -> int:

@@ -8,8 +8,8 @@ import pyqtgraph as pg
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-from core.live import LiveTrial
-from gui.trials_model import STATE_COLOURS
+from gridwatch.gui.trials_model import STATE_COLOURS
+from gridwatch.run.live import LiveTrial
 
 BAR_HEIGHT = 0.7
 

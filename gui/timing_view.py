@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from core.store import TrialRow
+from gridwatch.results.store import TrialRow
 
 
 class TimingView(QWidget):

@@ -6,8 +6,8 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
 
-from core.live import LiveTrial
-from gui.monitor import PALETTE
+from gridwatch.gui.monitor import PALETTE
+from gridwatch.run.live import LiveTrial
 
 
 class TrialDetail(QWidget):

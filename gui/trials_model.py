@@ -10,9 +10,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
 
-from core.live import LiveTrial
-from core.report import params_text
-from core.starvation import Verdict
+from gridwatch.results.report import params_text
+from gridwatch.run.live import LiveTrial
+from gridwatch.telemetry.starvation import Verdict
 
 COLUMNS = ["trial", "model", "state", "progress", "metric", "data wait", "fold", "slot", "duration", "params"]
 PROGRESS_COL = COLUMNS.index("progress")

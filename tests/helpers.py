@@ -25,14 +25,14 @@ def grid(folder: Path, models: str, folds: int = 2, devices: str = "cpu_slots = 
 
 
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=cwd, env=env, text=True,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "gridwatch", *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=timeout)
 
 
 def cli_popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "core.cli", *args], cwd=cwd, env=env, text=True,
+    env = dict(os.environ)
+    return subprocess.Popen([sys.executable, "-m", "gridwatch", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

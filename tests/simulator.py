@@ -6,8 +6,8 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.scheduler import SlotView, TrialScheduler
-from core.trials import Trial
+from gridwatch.grid.trials import Trial
+from gridwatch.run.scheduler import SlotView, TrialScheduler
 
 
 @dataclass

@@ -1,45 +1,94 @@
-"""Checkable rules: core/ never imports widgets or plots; the pure modules import no Qt at all."""
+"""Checkable layering rules, for direct *and* indirect imports: each module is imported alone in a fresh
+interpreter and the modules it pulled in are inspected.
+
+- the engine never loads widgets, plots or the window (QtWidgets, QtGui, pyqtgraph, gridwatch.gui);
+- only the launcher/session layer loads Qt at all (QtCore);
+- the worker side and the public API load neither Qt nor torch (workers start fast; torch only if a trainable
+  uses it); the window never loads torch.
+"""
 
 import ast
+import json
+import pkgutil
 import subprocess
 import sys
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 
+import gridwatch
 from helpers import REPO
 
-CORE = REPO / "core"
-NEVER_IN_CORE = ("PySide6.QtWidgets", "PySide6.QtGui", "pyqtgraph", "gui")
-QT_ALLOWED = {"launcher.py", "session.py", "headless.py", "cli.py"}  # the launcher/session layer only
+WIDGETS = ("PySide6.QtWidgets", "PySide6.QtGui", "pyqtgraph", "gridwatch.gui")
+QT_LAYER = {"gridwatch.run.launcher", "gridwatch.run.pool", "gridwatch.run.session", "gridwatch.run.headless",
+            "gridwatch.cli", "gridwatch.__main__"}
+NOT_IMPORTABLE = {"gridwatch.__main__", "gridwatch.worker.__main__"}  # they run, not import
 
 
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    return names
+def _engine_modules() -> list[str]:
+    found = [m.name for m in pkgutil.walk_packages(gridwatch.__path__, "gridwatch.")]
+    return sorted(["gridwatch", *(m for m in found if not m.startswith("gridwatch.gui"))])
 
 
-def test_core_never_imports_widgets_or_plots():
-    for path in CORE.rglob("*.py"):
-        for name in _imports(path):
-            assert not any(name == n or name.startswith(n + ".") for n in NEVER_IN_CORE), f"{path}: {name}"
+@cache
+def _loaded_by_each() -> dict[str, list[str]]:
+    """module -> every module in sys.modules after importing it alone."""
+    code = "import importlib, json, sys; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
+
+    def load(name: str) -> tuple[str, list[str]]:
+        out = subprocess.run([sys.executable, "-P", "-c", code, name], capture_output=True, text=True, check=True,
+                             cwd=REPO / "tests")
+        return name, json.loads(out.stdout)
+
+    names = [m for m in _engine_modules() if m not in NOT_IMPORTABLE] + ["gridwatch.gui.main_window"]
+    with ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(load, names))
 
 
-def test_only_the_session_layer_uses_qt():
-    for path in CORE.rglob("*.py"):
-        if path.name in QT_ALLOWED and path.parent == CORE:
+def _hits(loaded: list[str], banned: tuple[str, ...]) -> list[str]:
+    return [m for m in loaded if any(m == b or m.startswith(b + ".") for b in banned)]
+
+
+def test_the_engine_modules_are_found():
+    names = _engine_modules()
+    assert {"gridwatch.run.session", "gridwatch.worker.main", "gridwatch.grid.spec", "gridwatch.cli"} <= set(names)
+    assert len(names) > 30
+
+
+def test_engine_never_loads_widgets_plots_or_the_window():
+    for name, loaded in _loaded_by_each().items():
+        if name.startswith("gridwatch.gui"):
             continue
-        qt = [n for n in _imports(path) if n.startswith("PySide6")]
-        assert not qt, f"{path.relative_to(REPO)} imports {qt}"
+        assert not _hits(loaded, WIDGETS), f"{name} loads {_hits(loaded, WIDGETS)}"
 
 
-def test_worker_and_cli_start_without_torch_or_widgets():
-    code = ("import sys, core.worker, core.cli, core.spec; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'pyqtgraph') "
-            "or m in ('PySide6.QtWidgets', 'PySide6.QtGui')]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+def test_only_the_session_layer_loads_qt():
+    qt_free = [n for n in _loaded_by_each() if n not in QT_LAYER and not n.startswith("gridwatch.gui")]
+    assert "gridwatch.run.scheduler" in qt_free and "gridwatch.run.lifecycle" in qt_free
+    for name in qt_free:
+        loaded = _loaded_by_each()[name]
+        assert not _hits(loaded, ("PySide6",)), f"{name} loads {_hits(loaded, ('PySide6',))}"
+
+
+def test_worker_side_and_public_api_load_no_torch():
+    for name, loaded in _loaded_by_each().items():
+        if name == "gridwatch" or name.startswith(("gridwatch.worker", "gridwatch.grid", "gridwatch.cli")):
+            assert not _hits(loaded, ("torch",)), f"{name} loads torch"
+
+
+def test_the_window_never_loads_torch():
+    loaded = _loaded_by_each()["gridwatch.gui.main_window"]
+    assert "PySide6.QtWidgets" in loaded  # it did load the window
+    assert not _hits(loaded, ("torch",))
+
+
+def test_static_imports_agree():
+    """The same rule read from the source: catches a banned import on a code path the imports above skip."""
+    for path in (REPO / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for n in names:
+                assert not any(n == b or n.startswith(b + ".") for b in WIDGETS), f"{path}: {n}"

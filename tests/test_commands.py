@@ -1,7 +1,7 @@
 import math
 import re
 
-from core.commands import build_args, parse_metrics
+from gridwatch.worker.commands import build_args, parse_metrics
 
 
 def test_parse_key_value_scalars():

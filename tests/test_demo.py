@@ -1,6 +1,6 @@
 import numpy as np
 
-from core.demo import data, train
+from gridwatch.demo import data, train
 
 
 def test_dataset_is_deterministic_cached_and_memory_mapped():

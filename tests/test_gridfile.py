@@ -3,8 +3,8 @@ import tomllib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.gridfile import dumps
-from core.spec import parse_grid
+from gridwatch.grid.gridfile import dumps
+from gridwatch.grid.spec import parse_grid
 
 from helpers import REPO
 

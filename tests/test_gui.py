@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QLabel
 
-from core.devices import detect
-from core.spec import SpecError, parse_grid
-from gui.app import DEMO_GRID, get_qapp
-from gui.main_window import MainWindow
+from gridwatch.grid.spec import SpecError, parse_grid
+from gridwatch.gui.app import DEMO_GRID, get_qapp
+from gridwatch.gui.main_window import MainWindow
+from gridwatch.run.devices import detect
 
 from helpers import REPO, alive, descendants, grid, write
 
@@ -131,9 +131,9 @@ def test_gui_process_never_imports_torch(outside):
     script = f"""
 import sys
 from PySide6.QtCore import QTimer
-from gui.app import get_qapp
-from gui.main_window import MainWindow
-from core.devices import detect
+from gridwatch.gui.app import get_qapp
+from gridwatch.gui.main_window import MainWindow
+from gridwatch.run.devices import detect
 app = get_qapp()
 w = MainWindow(detect(), __import__("pathlib").Path({str(outside)!r}) / "runs")
 w.editor.set_text(open({str(DEMO_GRID)!r}).read().replace("folds = 3", "folds = 2")
@@ -162,7 +162,7 @@ class FakeGpus:
         return 1
 
     def read(self, index):
-        from core.nvml import GpuSample
+        from gridwatch.telemetry.nvml import GpuSample
 
         return GpuSample(index, util=37.0, mem_util=10.0, mem_used=2e9, mem_total=8e9, temp_c=55.0)
 
@@ -174,8 +174,8 @@ class FakeGpus:
 
 
 def test_gpu_plots_with_a_missing_reading(qtbot, tmp_path):
-    from core.devices import GpuInfo, Machine
-    from gui.monitor import MonitorView
+    from gridwatch.gui.monitor import MonitorView
+    from gridwatch.run.devices import GpuInfo, Machine
 
     get_qapp()
     machine = Machine("cpu", 2, 2, 8 * 2**30, (GpuInfo(0, "Fake GPU", 8 * 2**30),))
@@ -206,7 +206,7 @@ def test_starved_trial_gets_a_badge_a_diagnosis_and_replays(window, qtbot, outsi
     g = grid(outside, """
         [[model]]
         name = "pose"
-        trainable = "core.demo:input_bound"
+        trainable = "gridwatch.demo:input_bound"
         [model.fixed]
         prefetch = false
         heatmap_size = 64

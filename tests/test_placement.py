@@ -4,9 +4,9 @@ import random
 
 from simulator import simulate
 
-from core.estimates import Estimates
-from core.scheduler import SlotView, TrialScheduler
-from core.trials import Trial
+from gridwatch.grid.trials import Trial
+from gridwatch.run.estimates import Estimates
+from gridwatch.run.scheduler import SlotView, TrialScheduler
 
 GB = 1024**3
 

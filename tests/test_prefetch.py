@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from core import prefetch as pf
+from gridwatch.worker import prefetch as pf
 
 
 def slow_batches(n, load_s):

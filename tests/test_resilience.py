@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from core.headless import plan_run
+from gridwatch.run.headless import plan_run
 
 from helpers import REPO, alive, cli, cli_popen, descendants, grid, write
 
@@ -143,9 +143,9 @@ def test_no_listening_socket_during_a_run(outside):
 
 WRITER = """
 import sys, time
-from core.store import ResultStore
-from core.spec import parse_grid
-from core import trials
+from gridwatch.results.store import ResultStore
+from gridwatch.grid.spec import parse_grid
+from gridwatch.grid import trials
 grid = parse_grid(open(sys.argv[2]).read(), sys.argv[2])
 ts = trials.expand(grid)
 st = ResultStore(sys.argv[1])

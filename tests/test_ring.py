@@ -1,6 +1,6 @@
 import numpy as np
 
-from gui.ring import RingSeries
+from gridwatch.gui.ring import RingSeries
 
 
 def test_ring_keeps_last_capacity_in_order_with_nan_for_missing():

@@ -1,8 +1,8 @@
-from core.devices import Slot
-from core.live import LiveTrial
-from core.starvation import Verdict
-from core.trials import Trial
-from gui.run_summary import gpu_spans, status_text
+from gridwatch.grid.trials import Trial
+from gridwatch.gui.run_summary import gpu_spans, status_text
+from gridwatch.run.devices import Slot
+from gridwatch.run.live import LiveTrial
+from gridwatch.telemetry.starvation import Verdict
 
 
 def test_gpu_spans_follow_the_trial_to_its_gpu():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.headless import PlanError, plan_run
-from core.session import RunSession
+from gridwatch.run.headless import PlanError, plan_run
+from gridwatch.run.session import RunSession
 
 from helpers import grid, write
 

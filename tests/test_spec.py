@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from core import trials
-from core.cli import main
-from core.spec import SpecError, load_grid, parse_grid
+from gridwatch.cli import main
+from gridwatch.grid import trials
+from gridwatch.grid.spec import SpecError, load_grid, parse_grid
 
 from helpers import REPO, cli, write
 

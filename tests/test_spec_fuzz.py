@@ -5,15 +5,15 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.gridfile import dumps
-from core.spec import SpecError, parse_grid
+from gridwatch.grid.gridfile import dumps
+from gridwatch.grid.spec import SpecError, parse_grid
 
 PATH = "/tmp/fuzz/grid.toml"
 KEYS = ["run", "devices", "model", "name", "folds", "seed", "trainable", "command", "device", "grid", "fixed",
         "cpu_slots", "gpus", "threads_per_cpu_slot", "metric", "goal", "metrics_regex", "cwd", "x", "lr"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True),
                     st.text(max_size=12), st.sampled_from(["auto", "all", "none", "cpu", "gpu", "any",
-                                                           "t.py:fit", "core.demo:mlp", "echo {x}"]))
+                                                           "t.py:fit", "gridwatch.demo:mlp", "echo {x}"]))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                         st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
                       max_leaves=20)
@@ -49,7 +49,7 @@ def test_arbitrary_structures(data):
 def test_arbitrary_structures_straight_to_the_validator(top, models):
     from pathlib import Path
 
-    from core.spec import _grid
+    from gridwatch.grid.spec import _grid
 
     data = dict(top)
     if models:

@@ -2,7 +2,7 @@
 
 import math
 
-from core.starvation import Observation, StarvationDetector, TrialObs
+from gridwatch.telemetry.starvation import Observation, StarvationDetector, TrialObs
 
 HZ = 4
 

@@ -4,9 +4,9 @@ import stat
 
 import pytest
 
-from core import trials
-from core.spec import parse_grid
-from core.store import ResultStore, StoreError
+from gridwatch.grid import trials
+from gridwatch.grid.spec import parse_grid
+from gridwatch.results.store import ResultStore, StoreError
 
 from helpers import write
 

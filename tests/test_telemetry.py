@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from core.nvml import NoGpu, NvmlReader
-from core.telemetry import TelemetrySampler
+from gridwatch.telemetry.nvml import NoGpu, NvmlReader
+from gridwatch.telemetry.sampler import TelemetrySampler
 
 ALLOC = """
 import sys, time, subprocess

@@ -1,6 +1,6 @@
-from core import trials
-from core.scheduler import SlotView, TrialScheduler, unplaceable
-from core.spec import parse_grid
+from gridwatch.grid import trials
+from gridwatch.grid.spec import parse_grid
+from gridwatch.run.scheduler import SlotView, TrialScheduler, unplaceable
 
 from helpers import write
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from core import protocol
+from gridwatch.worker import protocol
 
 from helpers import REPO, write
 
@@ -26,7 +26,7 @@ def _run_worker(tmp_path, trials):
     env = dict(os.environ, PYTHONPATH=str(REPO), GRIDWATCH_SLOT="cpu0")
     lines = "".join(protocol.encode("run", trial=t).decode() for t in trials)
     lines += protocol.encode("shutdown").decode()
-    return subprocess.run([sys.executable, "-m", "core.worker"], input=lines, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gridwatch.worker"], input=lines, capture_output=True, text=True,
                           env=env, timeout=60)
 
 
@@ -75,7 +75,7 @@ def test_failures_keep_the_worker_alive(tmp_path):
 def test_prefetch_figures_travel_as_telemetry(tmp_path):
     write(tmp_path / "pf.py", """
         import time
-        from core.prefetch import prefetch
+        from gridwatch.worker.prefetch import prefetch
         def slow():
             for i in range(6):
                 time.sleep(0.01)

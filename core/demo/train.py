@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.demo import data
+from gridwatch.demo import data
 
 Report = Callable[..., None]
 

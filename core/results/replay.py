@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from core.live import LOG_TAIL, LiveTrial
-from core.store import ResultStore
-from core.trials import Trial
+from gridwatch.grid.trials import Trial
+from gridwatch.results.store import ResultStore
+from gridwatch.run.live import LOG_TAIL, LiveTrial
 
 
 def live_from_store(store: ResultStore) -> tuple[dict[str, LiveTrial], dict[str, Any]]:

@@ -17,8 +17,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from core.estimates import Estimates
-from core.trials import Trial
+from gridwatch.grid.trials import Trial
+from gridwatch.run.estimates import Estimates
 
 MARGIN = 1.2  # predicted peak x this must fit
 PROBE_SHARE = 0.25  # an unknown footprint counts as this share of the device's budget

@@ -9,10 +9,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.devices import Slot
-from core.starvation import Observation, TrialObs
-from core.telemetry import Snapshot
-from core.trials import Trial
+from gridwatch.grid.trials import Trial
+from gridwatch.run.devices import Slot
+from gridwatch.telemetry.sampler import Snapshot
+from gridwatch.telemetry.starvation import Observation, TrialObs
 
 STORE_EVERY_S = 1.0  # telemetry kept in the results file at 1 Hz: an hour is ~40k rows, replayable
 

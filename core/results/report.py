@@ -8,8 +8,8 @@ import json
 import math
 from typing import Any
 
-from core.results import ConfigResult, Speedup
-from core.store import TrialRow
+from gridwatch.results.store import TrialRow
+from gridwatch.results.summary import ConfigResult, Speedup
 
 TRIAL_COLUMNS = ["trial_id", "model", "fold", "state", "device", "slot", "start", "end", "duration_s",
                  "attempts", "reason"]

@@ -1,7 +1,8 @@
 """Find a trainable function: checked without importing (parent), loaded for real (worker).
 
-A reference is `package.module:function` (searched on the grid folder, then sys.path) or
-`path/to/file.py:function` (relative to the grid folder).
+A reference is `package.module:function` (searched on the grid folder, then this Python's own path) or
+`path/to/file.py:function` (relative to the grid folder). The parent checks it and the worker imports it
+through the same `search_path`, so both mean the same module: never one from the current folder by chance.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def split_ref(ref: str) -> tuple[str, str]:
     return where, func
 
 
+def search_path(base: str | Path) -> list[str]:
+    """Where `package.module` is looked up: the grid's folder first, then this interpreter's own path
+    without the current folder or the running script's folder (workers start with -P, which drops them)."""
+    own = list(sys.path) if sys.flags.safe_path else list(sys.path[1:])
+    return [str(base), *(p for p in own if p and p != str(base))]
+
+
 def is_file_ref(where: str) -> bool:
     return where.endswith(".py") or "/" in where or "\\" in where
 
@@ -42,7 +50,7 @@ def check_trainable(ref: str, base: Path) -> str:
             raise LocateError(f"no such file: {file}")
         _check_defines(file, func)
         return f"{file}:{func}"
-    origin = _find_module_file(where, [str(base), *sys.path])
+    origin = _find_module_file(where, search_path(base))
     if origin is not None and origin.suffix == ".py":
         _check_defines(origin, func)
     return f"{where}:{func}"
@@ -57,14 +65,32 @@ def _find_module_file(dotted: str, search: list[str]) -> Path | None:
     for i, part in enumerate(parts):
         spec = importlib.machinery.PathFinder.find_spec(part, path)
         if spec is None and i == 0:
-            spec = importlib.util.find_spec(part)  # also asks meta-path finders (editable installs)
+            spec = _meta_path_spec(part)  # editable installs answer through meta-path finders
         if spec is None:
             missing = ".".join(parts[: i + 1])
-            raise LocateError(f"cannot import {missing!r}: not found next to the grid file or on sys.path")
+            hint = ""
+            if parts[0] == "core" and len(parts) > 1 and parts[1] == "demo":
+                hint = f"; the demo trainables are gridwatch.demo:{parts[-1] if len(parts) > 2 else 'mlp'}"
+            raise LocateError(f"cannot import {missing!r}: not found next to the grid file or on the "
+                              f"Python path{hint}")
         path = list(spec.submodule_search_locations or [])
         if i < len(parts) - 1 and not path:
             raise LocateError(f"cannot import {dotted!r}: {'.'.join(parts[: i + 1])!r} is not a package")
     return Path(spec.origin) if spec is not None and spec.origin else None
+
+
+def _meta_path_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    """Ask the meta-path finders other than the plain path finder (which already looked, on search_path)."""
+    for finder in sys.meta_path:
+        if finder is importlib.machinery.PathFinder or not hasattr(finder, "find_spec"):
+            continue
+        if finder in (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter):
+            spec = finder.find_spec(name)
+        else:
+            spec = finder.find_spec(name, None)
+        if spec is not None:
+            return spec
+    return None
 
 
 def _check_defines(file: Path, func: str) -> None:
@@ -100,8 +126,8 @@ def load_trainable(target: str, search_dir: str) -> Callable[..., Any]:
     if target in _loaded:
         return _loaded[target]
     where, func = split_ref(target)
-    if search_dir not in sys.path:
-        sys.path.insert(0, search_dir)
+    sys.path[:] = search_path(search_dir)
+    importlib.invalidate_caches()
     if is_file_ref(where):
         module = _import_file(Path(where))
     else:

@@ -6,14 +6,16 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
-from core import protocol
-from core.devices import Slot
+from gridwatch.run.devices import Slot
+from gridwatch.worker import protocol
 
-ROOT = str(Path(__file__).resolve().parent.parent)  # where `core` lives, for `python -m core.worker`
+# -P: the worker's sys.path never starts with the current folder, so a user's own `gridwatch`, `core` or
+# `utils` there cannot shadow ours; the trainable's folder is put on the path by the one function that also
+# validates references (gridwatch.grid.locate.search_path).
+WORKER_ARGS = ["-P", "-m", "gridwatch.worker"]
 
 
 def worker_env(slot: Slot) -> QProcessEnvironment:
@@ -23,8 +25,6 @@ def worker_env(slot: Slot) -> QProcessEnvironment:
     env.insert("PYTHONUNBUFFERED", "1")
     env.insert("PYTHONIOENCODING", "utf-8")
     env.insert("GRIDWATCH_PARENT_PID", str(os.getpid()))
-    path = env.value("PYTHONPATH", "")
-    env.insert("PYTHONPATH", ROOT + (os.pathsep + path if path else ""))
     return env
 
 
@@ -66,7 +66,7 @@ class SlotWorker(QObject):
         self.proc.errorOccurred.connect(self._on_error)
 
     def start(self) -> None:
-        self.proc.start(sys.executable, ["-m", "core.worker"])
+        self.proc.start(sys.executable, WORKER_ARGS)
         self.pid = int(self.proc.processId()) or None
 
     @property

@@ -6,9 +6,33 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from core.spec import GridSpec, ModelSpec
+from gridwatch.grid.spec import GridSpec, ModelSpec
+
+
+class TrialState(StrEnum):
+    """Where a trial is. The values are what the results file stores."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"  # raised, crashed its worker (retries spent), bad metrics, out of memory (retries spent)
+    TIMEOUT = "timeout"  # reported nothing for the model's `timeout`: killed
+    STOPPED = "stopped"  # the user stopped the run under it; runs again on resume
+
+    @property
+    def failed(self) -> bool:
+        return self in FAILED_STATES
+
+    @property
+    def ended(self) -> bool:
+        return self in ENDED_STATES
+
+
+FAILED_STATES = frozenset({TrialState.FAILED, TrialState.TIMEOUT})  # count as failures: exit code 1, named
+ENDED_STATES = frozenset({TrialState.FINISHED, *FAILED_STATES})  # a result is committed: "done" in progress
 
 
 @dataclass(frozen=True)

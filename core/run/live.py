@@ -6,8 +6,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from core.progress import Progress, estimate_eta
-from core.trials import Trial
+from gridwatch.grid.trials import Trial
+from gridwatch.run.progress import Progress, estimate_eta
 
 LOG_TAIL = 200  # lines of a trial's own output kept in the store
 

@@ -1,6 +1,6 @@
 """The slot worker: a long-lived child process that runs trial after trial.
 
-Started as `python -m core.worker`. It imports no Qt (it must start fast) and imports torch only if a
+Started as `python -m gridwatch.worker.main`. It imports no Qt (it must start fast) and imports torch only if a
 trainable does. The protocol travels on a private duplicate of the original stdout; fd 1 is pointed at
 stderr and sys.stdout/sys.stderr become log streams, so nothing a trainable prints can corrupt it.
 """
@@ -18,10 +18,10 @@ import time
 import traceback
 from typing import Any
 
-from core import commands, prefetch, protocol
-from core.locate import load_trainable
-from core.metrics import clean_metrics
-from core.peak import PeakMeter, is_oom
+from gridwatch.grid.locate import load_trainable
+from gridwatch.worker import commands, prefetch, protocol
+from gridwatch.worker.metrics import clean_metrics
+from gridwatch.worker.peak import PeakMeter, is_oom
 
 _current_trial: str | None = None
 
@@ -75,7 +75,7 @@ class LogStream:
 
 
 def run_python(chan: Channel, trial: dict[str, Any]) -> dict[str, Any]:
-    fn = load_trainable(trial["target"], trial["cwd"])
+    fn = load_trainable(trial["target"], trial.get("base") or trial["cwd"])
     _limit_torch_threads()
     step = 0
 

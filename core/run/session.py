@@ -13,18 +13,18 @@ from typing import Any
 import psutil
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from core import diagnosis
-from core.devices import Slot, memory_device
-from core.estimates import Estimates
-from core.launcher import SlotWorker
-from core.live import LiveTrial, progress_of
-from core.progress import Progress
-from core.scheduler import MAX_OOM_RETRIES, SlotView, TrialScheduler
-from core.spec import GridSpec
-from core.starvation import StarvationDetector, Verdict
-from core.store import ResultStore
-from core.telemetry import Snapshot
-from core.trials import Trial
+from gridwatch.grid.spec import GridSpec
+from gridwatch.grid.trials import Trial
+from gridwatch.results.store import ResultStore
+from gridwatch.run.devices import Slot, memory_device
+from gridwatch.run.estimates import Estimates
+from gridwatch.run.launcher import SlotWorker
+from gridwatch.run.live import LiveTrial, progress_of
+from gridwatch.run.progress import Progress
+from gridwatch.run.scheduler import MAX_OOM_RETRIES, SlotView, TrialScheduler
+from gridwatch.telemetry import diagnosis
+from gridwatch.telemetry.sampler import Snapshot
+from gridwatch.telemetry.starvation import StarvationDetector, Verdict
 
 MAX_BAD_STARTS = 3  # a slot whose worker dies before saying hello this often is given up
 STOP_GRACE_MS = 3000
@@ -175,7 +175,7 @@ class RunSession(QObject):
     # -- workers ----------------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
-        preload = [(m.target, m.cwd) for m in self.models.values() if m.kind == "python"]
+        preload = [(m.target, m.base) for m in self.models.values() if m.kind == "python"]
         w = SlotWorker(slot, self, preload)
         w.message.connect(self._on_message)
         w.stray_line.connect(self._on_stray)
@@ -227,7 +227,7 @@ class RunSession(QObject):
 
     def _payload(self, trial: Trial, slot: Slot) -> dict[str, Any]:
         m = self.models[trial.model]
-        return {"id": trial.id, "kind": m.kind, "target": m.target, "cwd": m.cwd,
+        return {"id": trial.id, "kind": m.kind, "target": m.target, "cwd": m.cwd, "base": m.base,
                 "metrics_regex": m.metrics_regex, "config": {**trial.config, "device": slot.torch_device}}
 
     def _on_message(self, w: SlotWorker, msg: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from core.nvml import GpuProcess, GpuReader, GpuSample, open_gpu_reader
+from gridwatch.telemetry.nvml import GpuProcess, GpuReader, GpuSample, open_gpu_reader
 
 NAN = math.nan
 

@@ -10,15 +10,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
-from core import devices, trials
-from core.devices import DeviceError, Machine, Slot
-from core.estimates import Estimates
-from core.scheduler import unplaceable
-from core.session import RunSession
-from core.spec import GridSpec, load_grid
-from core.store import ResultStore, StoreError, previous_estimates
-from core.telemetry import TelemetrySampler
-from core.trials import Trial
+from gridwatch.grid import trials
+from gridwatch.grid.spec import GridSpec, load_grid
+from gridwatch.grid.trials import Trial
+from gridwatch.results.store import ResultStore, StoreError, previous_estimates
+from gridwatch.run import devices
+from gridwatch.run.devices import DeviceError, Machine, Slot
+from gridwatch.run.estimates import Estimates
+from gridwatch.run.scheduler import unplaceable
+from gridwatch.run.session import RunSession
+from gridwatch.telemetry.sampler import TelemetrySampler
 
 RUNS_DIR = Path("runs")
 MAX_TRIALS = 100_000  # a grid bigger than this is refused unless asked for (--max-trials)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.spec import GridSpec
-from core.starvation import Verdict
-from core.trials import Trial
+from gridwatch.grid.spec import GridSpec
+from gridwatch.grid.trials import Trial
+from gridwatch.telemetry.starvation import Verdict
 
 SCHEMA_VERSION = 1
 APP = "gridwatch"

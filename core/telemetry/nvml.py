@@ -153,7 +153,7 @@ def _is(nvml: Any, exc: Exception, name: str) -> bool:
 
 
 def open_gpu_reader() -> GpuReader:
-    from core.devices import detect_gpus
+    from gridwatch.run.devices import detect_gpus
 
     gpus, note = detect_gpus()
     if not gpus:

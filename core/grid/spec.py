@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import locate
+from gridwatch.grid import locate
 
 DEVICES = ("cpu", "gpu", "any")
 GOALS = ("max", "min")
@@ -60,12 +60,13 @@ class ModelSpec:
     device: str
     grid: dict[str, list[Any]]
     fixed: dict[str, Any]
-    cwd: str
+    cwd: str  # where a command runs
     metric: str | None = None
     goal: str | None = None
     metrics_regex: str | None = None
     retries: int = 1  # a trial whose worker dies is run again this many times
     timeout: float | None = None  # seconds without any progress event before a trial is killed
+    base: str = ""  # the grid file's folder: where `package.module` trainables are looked up first
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
             raise SpecError(path, f"{where}.timeout", f"must be a number of seconds above 0, not {_toml_repr(t)}")
         timeout = float(t)
-    return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex, retries, timeout)
+    return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex, retries, timeout,
+                     str(base))
 
 
 def _trainable(path: Path, where: str, m: dict[str, Any], base: Path) -> tuple[str, str]:

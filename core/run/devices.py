@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from core.spec import DeviceSpec
+from gridwatch.grid.spec import DeviceSpec
 
 
 class DeviceError(ValueError):

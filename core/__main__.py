@@ -1,0 +1,7 @@
+"""`python -m gridwatch`: the command line (`gridwatch run|devices|report|runs`)."""
+
+import sys
+
+from gridwatch.cli import main
+
+sys.exit(main())

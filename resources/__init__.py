@@ -1,0 +1,1 @@
+"""Packaged data: the demo grid and the app icon, read through importlib.resources."""

@@ -12,9 +12,18 @@ from pathlib import Path
 from typing import TextIO
 
 from gridwatch.grid.spec import DeviceSpec, SpecError
-from gridwatch.results import summary as results
-from gridwatch.results.report import leaderboard_text, params_text, render_trials, speedup_text, timing_text
+from gridwatch.results import runs
+from gridwatch.results.report import (
+    failures_text,
+    leaderboard_text,
+    params_text,
+    render_trials,
+    speedup_text,
+    table,
+    timing_text,
+)
 from gridwatch.results.store import ResultStore, StoreError
+from gridwatch.results.summary import summarize
 from gridwatch.run import devices
 from gridwatch.run.devices import DeviceError
 from gridwatch.run.headless import MAX_TRIALS, PlanError, plan_run, run_planned
@@ -31,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run a grid file headless, with a progress bar and a leaderboard")
     run.add_argument("grid", help="grid file (TOML)")
-    run.add_argument("--db", help="results file (default: runs/<name>-<time>.gridwatch.db)")
+    run.add_argument("--db", help=f"results file (default: <name>-<time>.gridwatch.db in the runs folder, "
+                     f"{runs.runs_dir()}; ${runs.ENV} changes it)")
     run.add_argument("--resume", action="store_true",
                      help="continue a results file (--db, or the newest for this grid): skip finished trials")
     run.add_argument("--cpu-slots", type=int, metavar="N", help="CPU worker slots (default: the grid's)")
@@ -40,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-trials", type=int, default=MAX_TRIALS, metavar="N",
                      help=f"refuse grids with more trials than this (default {MAX_TRIALS:,})")
     sub.add_parser("devices", help="show this machine's CPUs, RAM and GPUs, and the default slots")
+    sub.add_parser("runs", help="list the results files in the runs folder: name, started, state, done, best")
     rep = sub.add_parser("report", help="one row per trial of a results file")
     rep.add_argument("db", help="results file (*.gridwatch.db)")
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -56,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_devices()
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "runs":
+            return cmd_runs()
     except (SpecError, PlanError, DeviceError, StoreError) as exc:
         print(f"gridwatch: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -138,14 +151,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> None:
     info = store.run_info()
-    rows = [r for r in store.trials() if r.id in session.live]
+    ours = session.trials()
+    rows = [r for r in store.trials() if r.id in ours]
     print("\nLeaderboard (cross-validation over folds; best first)")
-    print(leaderboard_text(results.leaderboard(rows, info["models"], info["folds"])))
-    ran = [r for r in rows if r.started is not None and r.started >= session.started_at - 1]
-    if ran:
+    print(leaderboard_text(summarize(rows, info["models"], info["folds"]).board))
+    ran = summarize([r for r in rows if r.started is not None and r.started >= session.started_at - 1], [], 0,
+                    wall_s)
+    if ran.timed:
         print("\nTiming (this session)")
-        print(timing_text(ran, wall_s))
-        print(speedup_text(results.speedup(ran, wall_s)))
+        print(timing_text(ran))
+        print(speedup_text(ran))
     verdicts = store.verdicts()
     if verdicts:
         print("\nDiagnosis (what kept trials or GPUs waiting)")
@@ -157,11 +172,9 @@ def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> Non
         for fix, lines in fixes.items():
             print("\n".join(lines))
             print(f"  fix: {fix}")
-    failed = [r for r in rows if r.state == "failed"]
-    for r in failed[:10]:
-        print(f"failed: {r.id}: {r.reason}")
-    if len(failed) > 10:
-        print(f"... and {len(failed) - 10} more failed (gridwatch report {store.path})")
+    failures = failures_text(summarize(rows, [], 0))
+    if failures:
+        print("\n".join(failures) + (f" (gridwatch report {store.path})" if failures[-1].startswith("...") else ""))
     print(f"results: {store.path}")
 
 
@@ -187,6 +200,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(render_trials(store.trials(), args.format))
     finally:
         store.close()
+    return EXIT_OK
+
+
+def cmd_runs() -> int:
+    folder = runs.runs_dir()
+    listed = runs.list_runs(folder)
+    if not listed:
+        print(f"no runs yet in {folder}")
+        return EXIT_OK
+    rows = [[r.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-", r.state,
+             f"{r.done}/{r.total}" if r.total >= 0 else "-", r.best or "-", r.path.name] for r in listed]
+    print(table(["name", "started", "state", "done", "best", "file"], rows))
+    print(f"({len(listed)} in {folder})")
     return EXIT_OK
 
 

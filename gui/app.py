@@ -34,16 +34,11 @@ def get_qapp(argv: list[str] | None = None) -> Any:
     return app
 
 
-def runs_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("gridwatch")) / "runs"
-
-
 def make_window(grid: str | Path | None = None, results: str | Path | None = None) -> Any:
     import platformdirs
 
     from gridwatch.gui.main_window import MainWindow
+    from gridwatch.results.runs import runs_dir
     from gridwatch.run import devices
 
     settings = Path(platformdirs.user_config_dir("gridwatch")) / "window.ini"

@@ -7,6 +7,7 @@ and redraws from its signals and the results file.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from gridwatch.grid import trials
 from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
+from gridwatch.gui.app import RESOURCES
 from gridwatch.gui.diagnosis_view import DiagnosisView
 from gridwatch.gui.grid_editor import GridEditor
 from gridwatch.gui.monitor import MonitorView
@@ -36,11 +38,12 @@ from gridwatch.gui.timeline import TimelineView
 from gridwatch.gui.timing_view import TimingView
 from gridwatch.gui.trial_detail import TrialDetail
 from gridwatch.gui.trials_model import PROGRESS_COL, ProgressDelegate, TrialsFilter, TrialsModel
-from gridwatch.results import summary as results
+from gridwatch.results import runs
 from gridwatch.results.replay import live_from_store
 from gridwatch.results.store import ResultStore, StoreError
+from gridwatch.results.summary import rows_of, summarize
 from gridwatch.run.devices import DeviceError, Machine
-from gridwatch.run.headless import MAX_TRIALS, PlanError, SnapshotBridge, default_db_path, plan_grid
+from gridwatch.run.headless import MAX_TRIALS, PlanError, SnapshotBridge, plan_grid
 from gridwatch.run.live import LiveTrial
 from gridwatch.run.session import RunSession
 from gridwatch.telemetry.sampler import GpuReader, TelemetrySampler
@@ -59,7 +62,7 @@ class MainWindow(QMainWindow):
         self.machine, self.runs_dir = machine, runs_dir
         self.session: RunSession | None = None
         self.store: ResultStore | None = None
-        self.live: dict[str, LiveTrial] = {}
+        self.live: Mapping[str, LiveTrial] = {}
         self.models_meta: list[dict] = []
         self.folds = 0
         self._board_dirty = False
@@ -179,7 +182,7 @@ class MainWindow(QMainWindow):
         spec = self.editor.spec
         if spec is None or self.running or not self._confirm_size(spec):
             return
-        self._launch(spec, default_db_path(spec.name, self.runs_dir), resume=False)
+        self._launch(spec, runs.new_db_path(spec.name, self.runs_dir), resume=False)
 
     def resume_opened(self) -> None:
         """Open run… then Resume: run the opened file's grid again, skipping every finished trial."""
@@ -227,10 +230,10 @@ class MainWindow(QMainWindow):
         session.pids_changed.connect(self.sampler.watch)
         self.bridge.snapshot.connect(session.on_snapshot)
         self.monitor.go_live()
-        self.trials.badges.clear()
-        self.trials.waiting = session.scheduler.waiting
+        self.trials.set_badges({})
+        self.trials.set_waiting({})
         self.diagnosis.show_verdicts([])
-        self._show_run(session.live, spec, [s.id for s in planned.slots], time.time())
+        self._show_run(session.trials(), spec, [s.id for s in planned.slots], time.time())
         self.monitor.set_slots([s.id for s in planned.slots])
         session.start()
         self.statusBar().showMessage(f"Running {len(planned.trials)} trials on {len(planned.slots)} slots "
@@ -264,7 +267,7 @@ class MainWindow(QMainWindow):
             return
         self._close_store()
         self.store, self.session = store, None
-        self.trials.waiting = {}
+        self.trials.set_waiting({})
         slots = sorted({lt.slot for lt in live.values() if lt.slot})
         origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
         self.models_meta, self.folds = info["models"], info["folds"]
@@ -272,19 +275,19 @@ class MainWindow(QMainWindow):
         for lt in live.values():
             self.timeline.update_trial(lt)
         verdicts = store.verdicts()
-        self.trials.badges.clear()
+        self.trials.set_badges({})
         self.diagnosis.show_verdicts(verdicts)
         self.monitor.replay(store.telemetry(), slots)
         self.setWindowTitle(f"gridwatch — {Path(path).name} (read-only)")
         self._update_actions()
 
-    def _show_run(self, live: dict[str, LiveTrial], spec: GridSpec, slots: list[str], origin: float) -> None:
+    def _show_run(self, live: Mapping[str, LiveTrial], spec: GridSpec, slots: list[str], origin: float) -> None:
         self.models_meta = [{"name": m.name, "metric": m.metric, "goal": m.goal} for m in spec.models]
         self.folds = spec.folds
         self.setWindowTitle(f"gridwatch — {spec.name}")
         self._show_live(live, slots, origin)
 
-    def _show_live(self, live: dict[str, LiveTrial], slots: list[str], origin: float) -> None:
+    def _show_live(self, live: Mapping[str, LiveTrial], slots: list[str], origin: float) -> None:
         self.live = live
         self.trials.reset(live, {m["name"]: m.get("metric") for m in self.models_meta})
         for col, width in enumerate((150, 55, 70, 90, 65, 65, 40, 50, 65)):
@@ -316,15 +319,12 @@ class MainWindow(QMainWindow):
 
     def _on_verdict(self, v: Verdict) -> None:
         """A badge on the trial's row, a line in the Diagnosis panel, a shaded span on its GPU's plot."""
-        if v.subject in self.live:
-            if v.active:
-                self.trials.badges[v.subject] = v
-            else:
-                self.trials.badges.pop(v.subject, None)
-            self.trials.refresh(v.subject)
         verdicts = self.session.verdicts() if self.session is not None else [v]
+        if v.subject in self.live:
+            self.trials.set_badges({x.subject: x for x in verdicts if x.active and x.subject in self.live})
+            self.trials.refresh(v.subject)
         self.diagnosis.show_verdicts(verdicts)
-        slots = self.session.slots if self.session is not None else []
+        slots = self.session.slots() if self.session is not None else []
         self.monitor.set_starved(gpu_spans(verdicts, self.live, slots))
 
     def _on_finished(self, status: str) -> None:
@@ -341,8 +341,7 @@ class MainWindow(QMainWindow):
     def _tick(self) -> None:
         self.trials.refresh_running()
         if self.session is not None and self.session.status is None:
-            for tid in list(self.trials.waiting):
-                self.trials.refresh(tid)
+            self.trials.set_waiting(self.session.waiting())
         self.timeline.tick(self.live)
         if self._board_dirty:
             self._refresh_board()
@@ -353,13 +352,12 @@ class MainWindow(QMainWindow):
         if self.store is None:
             self.board.show_board([])
             return
-        rows = [r for r in self.store.trials() if r.id in self.live]
-        self.board.show_board(results.leaderboard(rows, self.models_meta, self.folds))
-        starts = [r.started for r in rows if r.started is not None]
-        ends = [r.ended for r in rows if r.ended is not None]
-        wall = self.session.progress().elapsed_s if self.session is not None else (
-            max(ends) - min(starts) if starts and ends else 0.0)
-        self.timing.show_rows(rows, wall)
+        stored = {r.id: r for r in self.store.trials()}
+        rows = [stored.get(r.id, r) for r in rows_of(self.live)]
+        wall = self.session.progress().elapsed_s if self.session is not None else None
+        summary = summarize(rows, self.models_meta, self.folds, wall)
+        self.board.show_board(summary.board)
+        self.timing.show_summary(summary)
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -401,13 +399,19 @@ class MainWindow(QMainWindow):
                 QMessageBox.critical(self, "Cannot open grid", f"{path}: {getattr(exc, 'strerror', None) or exc}")
 
     def _save_grid(self) -> None:
+        if RESOURCES in self.editor.path.parents:  # the packaged demo grid: save a copy of your own
+            self._save_as()
+            return
         try:
             self.editor.save_file()
         except OSError as exc:
             QMessageBox.critical(self, "Cannot save grid", f"{self.editor.path}: {exc.strerror}")
 
     def _save_as(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save grid as", str(self.editor.path), "Grid (*.toml)")
+        start = self.editor.path
+        if RESOURCES in start.parents:
+            start = Path.home() / start.name
+        path, _ = QFileDialog.getSaveFileName(self, "Save grid as", str(start), "Grid (*.toml)")
         if path:
             try:
                 self.editor.save_file(path)

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from gridwatch.gui.ring import RingSeries
+from gridwatch.telemetry import records
 from gridwatch.telemetry.sampler import Snapshot
 
 GIB = 1024**3
@@ -179,6 +180,9 @@ class MonitorView(QWidget):
     def on_snapshot(self, s: Snapshot) -> None:
         if self.replaying:
             return
+        self._append(s)
+
+    def _append(self, s: Snapshot) -> None:
         row = {"total": s.cpu_total, "ram_used": s.ram_used, "ram_available": s.ram_available}
         row.update({f"core{i}": v for i, v in enumerate(s.cpu_cores)})
         self.host.append(s.t, row)
@@ -253,30 +257,10 @@ class MonitorView(QWidget):
         """Show a finished run's stored telemetry (1 Hz) instead of the live machine."""
         self.replaying = True
         self._reset_rings(slot_ids)
-        by_t: dict[float, dict[str, float]] = {}
-        for t, key, value in rows:
-            by_t.setdefault(t, {})[key] = value
-        for t in sorted(by_t):
-            self._replay_row(t, by_t[t])
+        for snap in records.decode(rows):
+            self._append(snap)
         self.window_pick.setCurrentIndex(len(WINDOWS) - 1)  # the whole run
         self.redraw(force=True)
-
-    def _replay_row(self, t: float, r: dict[str, float]) -> None:
-        host = {"total": r.get("cpu_total", math.nan), "ram_used": r.get("ram_used", math.nan),
-                "ram_available": r.get("ram_available", math.nan)}
-        host.update({k: v for k, v in r.items() if k.startswith("core")})
-        self.host.append(t, host)
-        if self.gpu_count:
-            g: dict[str, float] = {}
-            for i in range(self.gpu_count):
-                used, total = r.get(f"gpu{i}.mem_used", math.nan), r.get(f"gpu{i}.mem_total", math.nan)
-                g.update({f"util{i}": r.get(f"gpu{i}.util", math.nan), f"power{i}": r.get(f"gpu{i}.power", math.nan),
-                          f"temp{i}": r.get(f"gpu{i}.temp", math.nan),
-                          f"mem{i}": 100.0 * used / total if total == total and total else math.nan})
-            self.gpu.append(t, g)
-        if self.slots.names:
-            self.slots.append(t, {k[5:-4]: v for k, v in r.items() if k.startswith("slot.") and k.endswith(".rss")})
-        self.last_t = t
 
     def _whole_span(self, now: float) -> float:
         """Whole run: the span grows in steps, so the axis is redrawn now and then, not every frame."""

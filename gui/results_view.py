@@ -5,10 +5,9 @@ from __future__ import annotations
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from gridwatch.results.report import fixed, params_text
+from gridwatch.results.report import LEADERBOARD_HEADERS as HEADERS
+from gridwatch.results.report import leaderboard_cells
 from gridwatch.results.summary import ConfigResult
-
-HEADERS = ["#", "model", "params", "metric", "CV mean", "± std", "folds"]
 
 
 class LeaderboardView(QTableWidget):
@@ -23,11 +22,7 @@ class LeaderboardView(QTableWidget):
     def show_board(self, board: list[ConfigResult]) -> None:
         self.setRowCount(len(board))
         best_of: set[str] = set()
-        for i, c in enumerate(board):
-            arrow = "↑" if c.goal == "max" else "↓"
-            folds = f"{c.folds_done}/{c.folds_total}" + (f" ({c.failed} failed)" if c.failed else "")
-            cells = [str(i + 1), c.model, params_text(c.params), f"{c.metric} {arrow}", fixed(c.mean),
-                     fixed(c.std) if c.folds_done > 1 else "-", folds]
+        for i, (c, cells) in enumerate(zip(board, leaderboard_cells(board), strict=True)):
             first = c.model not in best_of
             best_of.add(c.model)
             for j, text in enumerate(cells):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from gridwatch.results.summary import rows_of, summarize
 from gridwatch.run.devices import Slot
 from gridwatch.run.live import LiveTrial
 from gridwatch.run.progress import format_seconds
@@ -9,39 +12,32 @@ from gridwatch.run.session import RunSession
 from gridwatch.telemetry.starvation import Verdict
 
 
-def status_text(live: dict[str, LiveTrial], session: RunSession | None) -> str:
+def status_text(live: Mapping[str, LiveTrial], session: RunSession | None) -> str:
     if not live:
         return "no run"
-    states = [lt.state for lt in live.values()]
-    done, failed = states.count("finished"), states.count("failed") + states.count("timeout")
-    text = f"{done + failed}/{len(states)} done" + (f", {failed} failed" if failed else "")
-    durations = [lt.ended - lt.started for lt in live.values()
-                 if lt.started is not None and lt.ended is not None and lt.state in ("finished", "failed", "timeout")]
+    wall = None
+    extra = ""
     if session is not None:
         p = session.progress()
         wall = p.elapsed_s
-        text += f" · running {sum(p.running.values())} · ETA {format_seconds(p.eta_s)}"
-        if p.paused:
-            text += " · paused"
-    else:
-        starts = [lt.started for lt in live.values() if lt.started is not None]
-        ends = [lt.ended for lt in live.values() if lt.ended is not None]
-        wall = (max(ends) - min(starts)) if starts and ends else 0.0
-    if wall > 0 and durations:
-        text += f" · speedup {sum(durations) / wall:.2f}x"
+        extra = f" · running {sum(p.running.values())}"
+        if session.status is None:
+            extra += f" · ETA {format_seconds(p.eta_s)}" + (" · paused" if p.paused else "")
+    s = summarize(rows_of(live), [], 0, wall)
+    text = f"{s.ended}/{s.total} done" + (f", {s.failed} failed" if s.failed else "") + extra
+    if s.timed and s.wall_s > 0:
+        text += f" · speedup {s.speedup:.2f}x"
     return text
 
 
-def gpu_spans(verdicts: list[Verdict], live: dict[str, LiveTrial], slots: list[Slot]
+def gpu_spans(verdicts: list[Verdict], live: Mapping[str, LiveTrial], slots: list[Slot]
               ) -> dict[int, list[tuple[float, float | None]]]:
     """GPU index -> spans (end None while ongoing) when a verdict concerned that GPU or a trial on it."""
     by_id = {s.id: s for s in slots}
     spans: dict[int, list[tuple[float, float | None]]] = {}
     for v in verdicts:
-        gpu: int | None = None
-        if v.subject.startswith("gpu") and v.subject[3:].isdigit():
-            gpu = int(v.subject[3:])
-        elif v.subject in live and (live[v.subject].slot or "") in by_id:
+        gpu = v.gpu
+        if gpu is None and v.subject in live and (live[v.subject].slot or "") in by_id:
             gpu = by_id[live[v.subject].slot or ""].gpu_index
         if gpu is not None:
             spans.setdefault(gpu, []).append((v.started, None if v.active else v.ended))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import pyqtgraph as pg
 from PySide6.QtGui import QBrush, QColor, QPen
@@ -54,7 +55,7 @@ class TimelineView(pg.PlotWidget):
         bar.setBrush(QBrush(QColor(STATE_COLOURS.get(lt.state, "#9e9e9e"))))
         bar.setToolTip(f"{lt.trial.id}\n{lt.state} on {lt.slot}, {end - lt.started:.1f} s")
 
-    def tick(self, live: dict[str, LiveTrial]) -> None:
+    def tick(self, live: Mapping[str, LiveTrial]) -> None:
         now = time.time()
         for lt in live.values():
             if lt.state == "running":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
@@ -25,19 +26,33 @@ Index = QModelIndex | QPersistentModelIndex
 class TrialsModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
-        self.live: dict[str, LiveTrial] = {}
+        self.live: Mapping[str, LiveTrial] = {}
         self.ids: list[str] = []
         self.rows: dict[str, int] = {}
         self.metric_of: dict[str, str | None] = {}  # model -> primary metric shown in the table
         self.badges: dict[str, Verdict] = {}  # trial id -> its active starvation verdict (a badge on the row)
         self.waiting: dict[str, str] = {}  # trial id -> why it has not started (the scheduler's words)
 
-    def reset(self, live: dict[str, LiveTrial], metric_of: dict[str, str | None]) -> None:
+    def reset(self, live: Mapping[str, LiveTrial], metric_of: dict[str, str | None]) -> None:
         self.beginResetModel()
         self.live, self.metric_of = live, metric_of
         self.ids = list(live)
         self.rows = {tid: i for i, tid in enumerate(self.ids)}
         self.endResetModel()
+
+    def set_waiting(self, waiting: dict[str, str]) -> None:
+        """Why queued trials wait (the session's words): rows whose reason changed are redrawn."""
+        old, self.waiting = self.waiting, dict(waiting)
+        for tid in old.keys() | self.waiting.keys():
+            if old.get(tid) != self.waiting.get(tid):
+                self.refresh(tid)
+
+    def set_badges(self, badges: dict[str, Verdict]) -> None:
+        """Trial id -> its active starvation verdict."""
+        old, self.badges = self.badges, dict(badges)
+        for tid in old.keys() | self.badges.keys():
+            if old.get(tid) is not self.badges.get(tid):
+                self.refresh(tid)
 
     def refresh(self, trial_id: str) -> None:
         row = self.rows.get(trial_id)

@@ -13,6 +13,7 @@ sys.path.insert(0, str(REPO / "tests"))
 def _private_cache(tmp_path_factory):
     """Demo datasets go to a throwaway folder, never the user's cache (workers inherit the variable)."""
     os.environ["GRIDWATCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("GRIDWATCH_RUNS", str(tmp_path_factory.mktemp("runs")))  # never the user's runs
     yield
 
 

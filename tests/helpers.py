@@ -6,11 +6,15 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def write(path: Path, text: str) -> Path:
@@ -24,14 +28,21 @@ def grid(folder: Path, models: str, folds: int = 2, devices: str = "cpu_slots = 
     return write(folder / "grid.toml", text + textwrap.dedent(models).lstrip())
 
 
-def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli_env(cwd: Path) -> dict[str, str]:
+    """The CLI's environment in tests: results go to `runs/` in the folder it runs from."""
     env = dict(os.environ)
+    env["GRIDWATCH_RUNS"] = str(cwd / "runs")
+    return env
+
+
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = cli_env(cwd)
     return subprocess.run([sys.executable, "-m", "gridwatch", *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=timeout)
 
 
 def cli_popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ)
+    env = cli_env(cwd)
     return subprocess.Popen([sys.executable, "-m", "gridwatch", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -52,3 +63,68 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return out
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str],
+             interval: float = 0.02) -> T:
+    """Poll `predicate` until it returns something truthy, and return that; on timeout fail the test with
+    what was awaited (`what` may be a callable, to describe the state at the time of failure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for: {text}")
+        time.sleep(interval)
+
+
+def is_worker(p: psutil.Process) -> bool:
+    """A gridwatch slot worker (`python -P -m gridwatch.worker`)."""
+    try:
+        return "gridwatch.worker" in " ".join(p.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def worker_processes(pid: int) -> list[psutil.Process]:
+    """The live descendants of `pid` that are gridwatch workers."""
+    return [p for p in alive(descendants(pid)) if is_worker(p)]
+
+
+# A trainable that holds each trial until the file `gate` (in config["dir"]) exists, after leaving a file
+# `running-<pid>` there: a test sees which workers are mid-trial, and decides when the trials may end.
+# The first config["free"] trials (default 0) to claim a token file are not held: they finish at once.
+# The 120 s cap only keeps a broken test from hanging for ever; no test relies on it.
+GATED = """
+import os, time
+def fit(config):
+    folder = config["dir"]
+    for k in range(config.get("free", 0)):
+        try:
+            os.close(os.open(os.path.join(folder, f"free-{k}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return {"s": float(config["fold"])}
+        except FileExistsError:
+            pass
+    open(os.path.join(folder, f"running-{os.getpid()}"), "w").close()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(folder, "gate")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"s": float(config["fold"])}
+"""
+
+
+def running_workers(folder: Path) -> set[int]:
+    """Pids of the workers that have entered a GATED trial in `folder`."""
+    return {int(p.name.split("-", 1)[1]) for p in folder.glob("running-*")}
+
+
+def gated_grid(folder: Path, axes: str = "", folds: int = 2, devices: str = "cpu_slots = 2", free: int = 0) -> Path:
+    """A grid of one GATED model (trainable `gated.py:fit` in `folder`); `axes` are its [model.grid] lines."""
+    write(folder / "gated.py", GATED)
+    models = '[[model]]\nname = "g"\ntrainable = "gated.py:fit"\n'
+    if axes:
+        models += f"[model.grid]\n{axes}\n"
+    models += f'[model.fixed]\ndir = "{folder}"\n' + (f"free = {free}\n" if free else "")
+    return grid(folder, models, folds=folds, devices=devices)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import gridwatch
+
 from helpers import REPO
 
 WIDGETS = ("PySide6.QtWidgets", "PySide6.QtGui", "pyqtgraph", "gridwatch.gui")

@@ -114,16 +114,3 @@ def test_repeated_out_of_memory_converges_to_a_concurrency_that_fits():
     assert res.max_admitted["gpu0"] <= 16 * GB
     assert 1 <= res.ooms <= 6, "a few OOMs, not one per trial"
     assert len(res.placed) == 30, "every trial finally ran"
-
-
-def test_oom_retries_are_bounded():
-    trials = make_trials(1, 1, lambda c: "huge")
-    s = TrialScheduler(trials, Estimates(), {"gpu0": 8 * GB})
-    gpu = SlotView("gpu0", "gpu", "gpu0")
-    outcomes = []
-    for _ in range(5):
-        t = s.next_for(gpu, [gpu], 0.0)
-        if t is None:
-            break
-        outcomes.append(s.out_of_memory(t.id, 20 * GB))
-    assert outcomes == [True, True, True, False] and len(s) == 0

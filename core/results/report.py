@@ -1,4 +1,5 @@
-"""Text renderings for the CLI: leaderboard, speedup, per-trial report (table, csv, json)."""
+"""Renderings of a run summary: leaderboard cells (the CLI's table and the window's both use them), timing,
+speedup, and the per-trial report (table, csv, json)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 from typing import Any
 
 from gridwatch.results.store import TrialRow
-from gridwatch.results.summary import ConfigResult, Speedup
+from gridwatch.results.summary import ConfigResult, RunSummary
 
 TRIAL_COLUMNS = ["trial_id", "model", "fold", "state", "device", "slot", "start", "end", "duration_s",
                  "attempts", "reason"]
@@ -40,35 +41,60 @@ def params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items()) or "(no params)"
 
 
-def leaderboard_text(board: list[ConfigResult]) -> str:
-    if not board:
-        return "no finished trials: nothing to rank"
+LEADERBOARD_HEADERS = ["#", "model", "params", "metric", "CV mean", "± std", "folds"]
+
+
+def leaderboard_cells(board: list[ConfigResult]) -> list[list[str]]:
+    """One row of text per config, best first, in LEADERBOARD_HEADERS order."""
     rows = []
     for i, c in enumerate(board, 1):
         arrow = "↑" if c.goal == "max" else "↓"
         folds = f"{c.folds_done}/{c.folds_total}" + (f" ({c.failed} failed)" if c.failed else "")
-        rows.append([str(i), c.model, params_text(c.params), f"{c.metric} {arrow}",
-                     f"{fixed(c.mean)} ± {fixed(c.std) if c.folds_done > 1 else '-'}", folds])
+        rows.append([str(i), c.model, params_text(c.params), f"{c.metric} {arrow}", fixed(c.mean),
+                     fixed(c.std) if c.folds_done > 1 else "-", folds])
+    return rows
+
+
+def leaderboard_text(board: list[ConfigResult]) -> str:
+    if not board:
+        return "no finished trials: nothing to rank"
+    rows = [[*r[:4], f"{r[4]} ± {r[5]}", r[6]] for r in leaderboard_cells(board)]
     return table(["#", "model", "params", "metric", "CV mean ± std", "folds"], rows)
 
 
-def speedup_text(s: Speedup) -> str:
-    return (f"{s.trials} trials: {s.serial_s:.1f} s of training in {s.wall_s:.1f} s wall time "
-            f"-> speedup {s.ratio:.2f}x over one at a time")
+def speedup_text(s: RunSummary) -> str:
+    return (f"{len(s.timed)} trials: {s.serial_s:.1f} s of training in {s.wall_s:.1f} s wall time "
+            f"-> speedup {s.speedup:.2f}x over one at a time")
 
 
-def timing_text(rows: list[TrialRow], wall_s: float) -> str:
+TIMING_HEADERS = ["trial", "slot", "state", "duration"]
+
+
+def timing_cells(s: RunSummary) -> list[list[str]]:
+    return [[r.id, r.slot or "-", r.state, f"{r.duration or 0.0:.1f} s"] for r in s.timed]
+
+
+def timing_totals(s: RunSummary) -> str:
+    return (f"{len(s.timed)} trials: serial-equivalent {s.serial_s:.1f} s · wall {s.wall_s:.1f} s · "
+            f"speedup {s.speedup:.2f}x")
+
+
+def timing_text(s: RunSummary) -> str:
     """Per trial its duration, then the serial-equivalent sum, the wall time and the speedup."""
-    timed = [r for r in rows if r.duration is not None and r.state in ("finished", "failed")]
-    timed.sort(key=lambda r: r.started or 0.0)
-    body = [[r.id, r.slot or "-", r.state, f"{r.duration:.1f} s"] for r in timed if r.duration is not None]
-    serial = sum(r.duration or 0.0 for r in timed)
-    ratio = serial / wall_s if wall_s > 0 else float("nan")
-    lines = [table(["trial", "slot", "state", "duration"], body),
-             f"serial-equivalent (sum of durations): {serial:.1f} s",
-             f"wall time:                            {wall_s:.1f} s",
-             f"speedup:                              {ratio:.2f}x"]
+    lines = [table(TIMING_HEADERS, timing_cells(s)),
+             f"serial-equivalent (sum of durations): {s.serial_s:.1f} s",
+             f"wall time:                            {s.wall_s:.1f} s",
+             f"speedup:                              {s.speedup:.2f}x"]
     return "\n".join(lines)
+
+
+def failures_text(s: RunSummary, limit: int = 10) -> list[str]:
+    """Each failed or timed-out trial with its reason (the first `limit`), then how many more."""
+    rows = s.failed_rows()
+    lines = [f"{r.state}: {r.id}: {r.reason}" for r in rows[:limit]]
+    if len(rows) > limit:
+        lines.append(f"... and {len(rows) - limit} more failed")
+    return lines
 
 
 def trial_records(rows: list[TrialRow]) -> list[dict[str, Any]]:

@@ -1,13 +1,18 @@
-"""Leaderboard (CV mean ± std per config) and speedup, computed from stored trial rows."""
+"""What a run amounts to, computed once for the CLI, `report` and the window (they only format it):
+states and failures by kind, each ended trial's duration, the serial-equivalent sum, the wall time, the
+speedup, and the leaderboard (CV mean ± std per config)."""
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from gridwatch.grid.trials import ENDED_STATES, FAILED_STATES, TrialState
 from gridwatch.results.store import TrialRow
+from gridwatch.run.live import LiveTrial
 
 LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|perplexity|time|cost", re.IGNORECASE)
 
@@ -57,7 +62,7 @@ def leaderboard(rows: list[TrialRow], models: list[dict[str, Any]], folds: int) 
             values = [r.metrics[metric] for r in group if r.state == "finished" and metric in r.metrics]
             if not values:
                 continue
-            failed = sum(r.state == "failed" for r in group)
+            failed = sum(r.state in FAILED_STATES for r in group)
             out.append(ConfigResult(model["name"], key, group[0].params, metric, goal, len(values), folds,
                                     _mean(values), _std(values), failed))
     shared = len({(c.metric, c.goal) for c in out}) <= 1
@@ -82,17 +87,65 @@ def _std(v: list[float]) -> float:
 
 
 @dataclass(frozen=True)
-class Speedup:
-    trials: int
-    serial_s: float  # Σ trial durations: what one-at-a-time would have taken
+class RunSummary:
+    total: int
+    counts: dict[TrialState, int]
+    failures: dict[TrialState, list[TrialRow]]  # failed / timeout: which trials, with their reasons
+    timed: list[TrialRow]  # ended trials with a duration, in start order
+    serial_s: float  # Σ durations: what one-at-a-time would have taken
     wall_s: float
-    ratio: float
+    board: list[ConfigResult] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return self.counts.get(TrialState.FINISHED, 0)
+
+    @property
+    def failed(self) -> int:
+        return sum(len(v) for v in self.failures.values())
+
+    @property
+    def ended(self) -> int:
+        return self.finished + self.failed
+
+    @property
+    def speedup(self) -> float:
+        return self.serial_s / self.wall_s if self.wall_s > 0 and self.timed else math.nan
+
+    def failed_rows(self) -> list[TrialRow]:
+        return [r for rows in self.failures.values() for r in rows]
 
 
-def speedup(rows: list[TrialRow], wall_s: float) -> Speedup:
-    durations = [d for r in rows if r.state in ("finished", "failed") and (d := r.duration) is not None]
-    serial = sum(durations)
-    return Speedup(len(durations), serial, wall_s, serial / wall_s if wall_s > 0 else float("nan"))
+def summarize(rows: Iterable[TrialRow], models: list[dict[str, Any]], folds: int, wall_s: float | None = None
+              ) -> RunSummary:
+    """`wall_s` defaults to first start -> last end of the rows (a finished run read back)."""
+    rows = list(rows)
+    counts: dict[TrialState, int] = {}
+    failures: dict[TrialState, list[TrialRow]] = {}
+    for r in rows:
+        state = TrialState(r.state)
+        counts[state] = counts.get(state, 0) + 1
+        if state in FAILED_STATES:
+            failures.setdefault(state, []).append(r)
+    timed = sorted((r for r in rows if r.state in ENDED_STATES and r.duration is not None),
+                   key=lambda r: r.started or 0.0)
+    if wall_s is None:
+        starts = [r.started for r in rows if r.started is not None]
+        ends = [r.ended for r in rows if r.ended is not None]
+        wall_s = max(ends) - min(starts) if starts and ends else 0.0
+    serial = sum(r.duration or 0.0 for r in timed)
+    board = leaderboard(rows, models, folds) if models else []
+    return RunSummary(len(rows), counts, failures, timed, serial, wall_s, board)
+
+
+def rows_of(live: Mapping[str, LiveTrial]) -> list[TrialRow]:
+    """Live trials in the shape the results file gives them back, so one summary serves both."""
+    out = []
+    for lt in live.values():
+        t = lt.trial
+        out.append(TrialRow(t.id, t.model, t.config_key, t.params, t.fold, t.device_pref, str(lt.state), lt.slot,
+                            None, 0, lt.started, lt.ended, lt.reason, lt.metrics, "", lt.peak_mem))
+    return out
 
 
 def dispatch_gaps(rows: list[TrialRow]) -> list[float]:

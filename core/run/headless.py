@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 from gridwatch.grid import trials
 from gridwatch.grid.spec import GridSpec, load_grid
 from gridwatch.grid.trials import Trial
+from gridwatch.results import runs
 from gridwatch.results.store import ResultStore, StoreError, previous_estimates
 from gridwatch.run import devices
 from gridwatch.run.devices import DeviceError, Machine, Slot
@@ -21,7 +21,6 @@ from gridwatch.run.scheduler import unplaceable
 from gridwatch.run.session import RunSession
 from gridwatch.telemetry.sampler import TelemetrySampler
 
-RUNS_DIR = Path("runs")
 MAX_TRIALS = 100_000  # a grid bigger than this is refused unless asked for (--max-trials)
 
 
@@ -50,15 +49,6 @@ class PlannedRun:
         return RunSession(self.grid, self.trials, self.slots, self.store, self.done_ids, parent,
                           estimates=self.estimates, budgets=self.budgets,
                           probe_alone=devices.probe_alone(self.grid.devices, self.budgets))
-
-
-def default_db_path(name: str, runs_dir: Path = RUNS_DIR) -> Path:
-    return runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.gridwatch.db"
-
-
-def latest_db(name: str, runs_dir: Path = RUNS_DIR) -> Path | None:
-    found = sorted(runs_dir.glob(f"{name}-*.gridwatch.db"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
 
 
 def parse_gpus(text: str | None) -> tuple[tuple[int, ...] | None, bool]:
@@ -120,11 +110,11 @@ def _db_path(grid: GridSpec, db: str | Path | None, resume: bool) -> Path:
             raise PlanError(f"{path}: nothing to resume (no such file)")
         return path
     if resume:
-        found = latest_db(grid.name)
+        found = runs.latest_db(grid.name)
         if found is None:
-            raise PlanError(f"nothing to resume: no {RUNS_DIR}/{grid.name}-*.gridwatch.db; pass --db")
+            raise PlanError(f"nothing to resume: no {runs.runs_dir()}/{grid.name}-*{runs.SUFFIX}; pass --db")
         return found
-    return default_db_path(grid.name)
+    return runs.new_db_path(grid.name)
 
 
 def run_planned(planned: PlannedRun, on_tick: Callable[[RunSession], None] | None = None,

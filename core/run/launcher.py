@@ -52,7 +52,6 @@ class SlotWorker(QObject):
         self.pid: int | None = None
         self.said_hello = False
         self.trial_id: str | None = None  # the trial it is running, if any
-        self.timed_out = False  # killed by us because its trial made no progress
         self._out = b""
         self._err = b""
         self.proc = QProcess(self)

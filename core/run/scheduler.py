@@ -23,7 +23,6 @@ from gridwatch.run.estimates import Estimates
 MARGIN = 1.2  # predicted peak x this must fit
 PROBE_SHARE = 0.25  # an unknown footprint counts as this share of the device's budget
 FASTER_BY = 0.85  # leave an `any` trial for another device only if it finishes there in < 85 % of the time
-MAX_OOM_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,6 @@ class TrialScheduler:
         self._queue: list[Trial] = list(self.trials)
         self.running: dict[str, Running] = {}
         self.caps: dict[tuple[str, str], int] = {}  # (model, device) -> most at once, after an OOM
-        self.oom_tries: dict[str, int] = {}
         self.waiting: dict[str, str] = {}  # trial id -> why it has not started
         self._dirty = True
 
@@ -164,21 +162,19 @@ class TrialScheduler:
     def failed(self, trial_id: str) -> None:
         self.running.pop(trial_id, None)
 
-    def out_of_memory(self, trial_id: str, peak: float | None = None) -> bool:
-        """Lower the model's concurrency on that device and requeue; False once the retries are spent."""
+    def out_of_memory(self, trial_id: str, peak: float | None = None, retry: bool = True) -> None:
+        """Lower the model's concurrency on that device, raise its footprint, and (if `retry`) requeue it.
+        How often a trial may retry is the trial lifecycle's policy, not the scheduler's."""
         r = self.running.pop(trial_id, None)
         if r is None:
-            return False
+            return
         model, device = r.trial.model, r.slot.device
         at_once = 1 + sum(o.trial.model == model and o.slot.device == device for o in self.running.values())
         self.caps[(model, device)] = max(1, min(self.caps.get((model, device), at_once), at_once) - 1)
         self.estimates.raise_peak(model, r.slot.kind, max(peak or 0.0, r.need / MARGIN * 1.5))
-        self.oom_tries[trial_id] = self.oom_tries.get(trial_id, 0) + 1
-        if self.oom_tries[trial_id] > MAX_OOM_RETRIES:
-            return False
-        self._queue.insert(0, r.trial)
-        self._dirty = True
-        return True
+        if retry:
+            self._queue.insert(0, r.trial)
+            self._dirty = True
 
     def requeue(self, trial: Trial) -> None:
         self.running.pop(trial.id, None)
@@ -204,6 +200,14 @@ class TrialScheduler:
 
     def predicted_seconds(self, t: Trial, kind: str) -> float | None:
         return self.estimates.seconds(t.model, kind)
+
+    def learned(self) -> list[tuple[str, str, float, int, float]]:
+        """What the estimates hold, as rows for the results file."""
+        return self.estimates.rows()
+
+    def why_waiting(self) -> dict[str, str]:
+        """A copy of why each queued trial has not started (see `waiting`)."""
+        return dict(self.waiting)
 
     def drain(self) -> list[Trial]:
         rest, self._queue = self._queue, []

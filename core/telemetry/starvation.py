@@ -30,6 +30,11 @@ CPU_FIX = ("The GPU waits on CPU-side work: give the loader more workers (num_wo
 UNUSED_FIX = 'Let those models use the GPU: set device = "any" (or "gpu") for {models}.'
 
 
+def gpu_subject(index: int) -> str:
+    """A verdict about a whole GPU names it like this (others name a trial id)."""
+    return f"gpu{index}"
+
+
 @dataclass
 class Verdict:
     kind: str  # "input_bound" | "cpu_starved_gpu" | "gpu_unused"
@@ -40,6 +45,13 @@ class Verdict:
     started: float
     ended: float
     active: bool = True
+
+    @property
+    def gpu(self) -> int | None:
+        """The GPU a GPU verdict is about; None for a trial's verdict."""
+        if self.kind == "gpu_unused" and self.subject.startswith("gpu") and self.subject[3:].isdigit():
+            return int(self.subject[3:])
+        return None
 
     @property
     def title(self) -> str:
@@ -132,7 +144,7 @@ class StarvationDetector:
         models = ", ".join(f'"{m}"' for m in obs.queued_cpu_models) or "the queued models"
         evidence = (f"GPU {gpu} at {util:.0f} % with {idle} free slot(s) while {obs.queued_cpu_only} "
                     f"CPU-only trials wait for a CPU slot")
-        return ("gpu_unused", f"gpu{gpu}"), ("moderate", evidence, UNUSED_FIX.format(models=models))
+        return ("gpu_unused", gpu_subject(gpu)), ("moderate", evidence, UNUSED_FIX.format(models=models))
 
     def _held(self, hist: deque[tuple[float, bool, float, float]] | deque[tuple[float, bool, float]], now: float
               ) -> bool:

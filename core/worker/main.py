@@ -1,6 +1,6 @@
 """The slot worker: a long-lived child process that runs trial after trial.
 
-Started as `python -m gridwatch.worker.main`. It imports no Qt (it must start fast) and imports torch only if a
+Started as `python -P -m gridwatch.worker`. It imports no Qt (it must start fast) and imports torch only if a
 trainable does. The protocol travels on a private duplicate of the original stdout; fd 1 is pointed at
 stderr and sys.stdout/sys.stderr become log streams, so nothing a trainable prints can corrupt it.
 """
@@ -131,7 +131,7 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     _current_trial = trial["id"]
     chan.send("trial_started", trial_id=trial["id"], pid=os.getpid())
     prefetch.set_sink(_data_wait_sink(chan, trial["id"]))
-    meter = PeakMeter(lambda rss: chan.send("telemetry", trial_id=trial["id"], peak_rss_so_far=rss))
+    meter = PeakMeter(lambda rss, vram: chan.send("memory_probe", trial_id=trial["id"], rss=rss, vram=vram))
     meter.start()
     try:
         if trial["kind"] == "command":

@@ -1,38 +1,49 @@
 """Peak memory of one trial, measured inside its worker: RSS of the worker's process tree, and VRAM.
 
-The scheduler learns each model's footprint from these figures, so it can pack trials by memory.
+The scheduler learns each model's footprint from these figures, so it can pack trials by memory. The
+meter must cost next to nothing while every core trains: the worker's own peak comes from the kernel's
+high-water mark (VmHWM, reset per trial through /proc/self/clear_refs), so nothing polls it; only the
+trial's child processes (DataLoader workers, a command's script) are polled, twice a second, through the
+cheap /proc/<pid>/task/<tid>/children lists.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import psutil
 
-INTERVAL_S = 0.05
-
-
+CHILDREN_EVERY_S = 0.5
 EARLY_S = 1.0  # the peak so far is reported once, this long into a trial
+FALLBACK_EVERY_S = 0.1  # where the kernel's high-water mark cannot be reset: poll our own RSS
+
+Probe = Callable[[float, float | None], None]  # (peak RSS so far, VRAM reserved now or None)
 
 
 class PeakMeter:
-    """`early` is called once with the peak so far after EARLY_S: the scheduler need not wait for the
-    end of a model's first trial to pack others beside it."""
+    """`early(rss, vram)` is called once after EARLY_S: the scheduler need not wait for the end of a
+    model's first trial to pack others beside it."""
 
-    def __init__(self, early: Callable[[float], None] | None = None) -> None:
+    def __init__(self, early: Probe | None = None) -> None:
         self.early = early
-        self.proc = psutil.Process()
-        self.peak_rss = 0.0
+        self.peak_children = 0.0
+        self._own_peak = 0.0  # polled, only where the high-water mark cannot be reset
+        self._hwm = _reset_high_water_mark()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.peak_rss = self._rss()
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
+        self._hwm = _reset_high_water_mark()
+        self._own_peak = _own_rss()
+        self.peak_children = 0.0
+        torch = _torch_with_cuda()
+        if torch is not None and torch.cuda.is_initialized():
             torch.cuda.reset_peak_memory_stats()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
@@ -42,34 +53,105 @@ class PeakMeter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
-        self.peak_rss = max(self.peak_rss, self._rss())
-        out = {"peak_rss": self.peak_rss}
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            out["peak_vram"] = float(torch.cuda.max_memory_reserved())
+        out = {"peak_rss": self.peak_rss()}
+        vram = _vram(peak=True)
+        if vram is not None:
+            out["peak_vram"] = vram
         return out
+
+    def peak_rss(self) -> float:
+        own = _high_water_mark() if self._hwm else None
+        own = max(own if own is not None else 0.0, self._own_peak, _own_rss())
+        return own + self.peak_children
 
     def _run(self) -> None:
         started = time.monotonic()
         early = self.early
-        while not self._stop.wait(INTERVAL_S):
-            self.peak_rss = max(self.peak_rss, self._rss())
-            if early is not None and time.monotonic() - started >= EARLY_S:
-                early(self.peak_rss)
+        every = CHILDREN_EVERY_S if self._hwm else FALLBACK_EVERY_S
+        next_children = started
+        while not self._stop.wait(every):
+            now = time.monotonic()
+            if not self._hwm:
+                self._own_peak = max(self._own_peak, _own_rss())
+            if now >= next_children:
+                next_children = now + CHILDREN_EVERY_S
+                self.peak_children = max(self.peak_children, _children_rss())
+            if early is not None and now - started >= EARLY_S:
+                early(self.peak_rss(), _vram(peak=True))
                 early = None
 
-    def _rss(self) -> float:
-        total = 0.0
-        try:
-            procs = [self.proc, *self.proc.children(recursive=True)]
-        except psutil.Error:
-            return self.peak_rss
-        for p in procs:
+
+def _reset_high_water_mark() -> bool:
+    """Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _high_water_mark() is not None
+    except OSError:
+        return False
+
+
+def _high_water_mark() -> float | None:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _own_rss() -> float:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return float(psutil.Process().memory_info().rss)
+
+
+def _child_pids(pid: int) -> list[int]:
+    """Direct children from /proc/<pid>/task/*/children (no scan of every process on the machine)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
             try:
-                total += p.memory_info().rss
-            except psutil.Error:
+                out += [int(x) for x in (task / "children").read_bytes().split()]
+            except OSError:
                 continue
-        return total
+    except OSError:
+        return []
+    return out
+
+
+def _children_rss() -> float:
+    total, todo, seen = 0.0, _child_pids(os.getpid()), set()
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += float(f.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+        todo += _child_pids(pid)
+    return total
+
+
+def _torch_with_cuda() -> Any:
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and torch.cuda.is_available() else None
+
+
+def _vram(peak: bool) -> float | None:
+    """CUDA's reserved memory (the caching allocator's, what NVML sees of us), if CUDA is in use."""
+    torch = _torch_with_cuda()
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return float(torch.cuda.max_memory_reserved() if peak else torch.cuda.memory_reserved())
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -2,7 +2,8 @@
 
 Parent -> worker (stdin):  run {trial}, shutdown
 Worker -> parent (its own pipe, the worker's original stdout; user prints never reach it):
-  hello, trial_started, epoch, metric, log, trial_finished, trial_failed, telemetry
+  hello, trial_started, epoch, metric, log, trial_finished, trial_failed,
+  telemetry (data-wait figures from gridwatch.prefetch), memory_probe (a trial's RSS and VRAM after a second)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 VERSION = 1
 TYPES = frozenset(
     {"hello", "trial_started", "epoch", "metric", "log", "trial_finished", "trial_failed", "telemetry",
-     "run", "shutdown"}
+     "memory_probe", "run", "shutdown"}
 )
 
 

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from gridwatch.grid import trials
+from gridwatch.grid.checks import gpus_value
 from gridwatch.grid.gridfile import dumps
 from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
 from gridwatch.gui.model_form import ModelForm, ValueError_
@@ -186,7 +187,7 @@ class GridEditor(QWidget):
         dev = dict(_table(data.get("devices")))
         dev["cpu_slots"] = "auto" if self.cpu_slots.value() < 0 else self.cpu_slots.value()
         dev["threads_per_cpu_slot"] = self.threads.value()
-        dev["gpus"] = _gpus(self.gpus.text())
+        dev["gpus"] = gpus_value(self.gpus.text())
         dev["gpu_slots_per_gpu"] = self.gpu_slots.value()
         models = list(self._models())
         i = self.model_pick.currentIndex()
@@ -253,15 +254,3 @@ def _table(v: Any) -> dict[str, Any]:
 
 def _int(v: Any, default: int) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else default
-
-
-def _gpus(text: str) -> Any:
-    t = text.strip()
-    if t in ("", "all"):
-        return "all"
-    if t == "none":
-        return "none"
-    try:
-        return [int(x) for x in t.replace(",", " ").split()]
-    except ValueError:
-        return t  # spec validation says what is wrong with it

@@ -2,7 +2,7 @@
 
 Pose pipelines render a Gaussian heatmap per keypoint and decode it back to coordinates; done per batch on
 the CPU it sits on the training loop's critical path. `heatmap_size` sets its cost (work grows with its
-square); `prefetch = true` overlaps it with the step through gridwatch.worker.prefetch, `false` loads inline (still
+square); `prefetch = true` overlaps it with the step through gridwatch.prefetch, `false` loads inline (still
 measured), so one grid shows the starved and the fixed case side by side.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from gridwatch import prefetch
 from gridwatch.demo import data
-from gridwatch.worker.prefetch import prefetch
 
 Report = Callable[..., None]
 

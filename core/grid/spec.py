@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridwatch.grid import locate
+from gridwatch.grid import checks, locate
+from gridwatch.grid.checks import SpecError
 
 DEVICES = ("cpu", "gpu", "any")
 GOALS = ("max", "min")
@@ -29,16 +30,6 @@ MODEL_KEYS = {
     "retries", "timeout",
 }
 TOP_KEYS = {"run", "devices", "model"}
-
-
-class SpecError(ValueError):
-    """A grid file problem: which file, which key, what is wrong."""
-
-    def __init__(self, path: str | Path, key: str, message: str) -> None:
-        self.path = str(path)
-        self.key = key
-        self.message = message
-        super().__init__(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
 
 
 @dataclass(frozen=True)
@@ -115,15 +106,15 @@ def _toml_error(path: str | Path, exc: tomllib.TOMLDecodeError) -> SpecError:
 
 
 def _grid(data: dict[str, Any], path: Path, text: str) -> GridSpec:
-    _no_unknown(path, "", data, TOP_KEYS)
-    run = _table(path, "run", data.get("run", {}))
-    _no_unknown(path, "run", run, RUN_KEYS)
-    name = _str(path, "run.name", run.get("name", path.stem.split(".")[0]))
+    checks.no_unknown(path, "", data, TOP_KEYS)
+    run = checks.table(path, "run", data.get("run", {}))
+    checks.no_unknown(path, "run", run, RUN_KEYS)
+    name = checks.string(path, "run.name", run.get("name", path.stem.split(".")[0]))
     if not NAME_RE.match(name):
         raise SpecError(path, "run.name", f"{name!r} may use only letters, digits, '_', '.', '-'")
-    folds = _int(path, "run.folds", run.get("folds", 5), minimum=2)
-    seed = _int(path, "run.seed", run.get("seed", 0), minimum=0)
-    devices = _devices(path, _table(path, "devices", data.get("devices", {})))
+    folds = checks.whole(path, "run.folds", run.get("folds", 5), minimum=2)
+    seed = checks.whole(path, "run.seed", run.get("seed", 0), minimum=0)
+    devices = _devices(path, checks.table(path, "devices", data.get("devices", {})))
     raw_models = data.get("model")
     if raw_models is None:
         raise SpecError(path, "model", "no [[model]] tables: add at least one")
@@ -141,33 +132,22 @@ def _grid(data: dict[str, Any], path: Path, text: str) -> GridSpec:
 
 
 def _devices(path: Path, d: dict[str, Any]) -> DeviceSpec:
-    _no_unknown(path, "devices", d, DEVICE_KEYS)
+    checks.no_unknown(path, "devices", d, DEVICE_KEYS)
     cpu = d.get("cpu_slots", "auto")
-    cpu_slots = None if cpu == "auto" else _int(path, "devices.cpu_slots", cpu, minimum=0, auto=True)
-    threads = _int(path, "devices.threads_per_cpu_slot", d.get("threads_per_cpu_slot", 1), minimum=1)
-    per_gpu = _int(path, "devices.gpu_slots_per_gpu", d.get("gpu_slots_per_gpu", 1), minimum=1)
+    cpu_slots = None if cpu == "auto" else checks.whole(path, "devices.cpu_slots", cpu, minimum=0, auto=True)
+    threads = checks.whole(path, "devices.threads_per_cpu_slot", d.get("threads_per_cpu_slot", 1), minimum=1)
+    per_gpu = checks.whole(path, "devices.gpu_slots_per_gpu", d.get("gpu_slots_per_gpu", 1), minimum=1)
     budget = _gb(path, "devices.ram_budget_gb", d["ram_budget_gb"]) if "ram_budget_gb" in d else None
     reserve = _gb(path, "devices.ram_reserve_gb", d.get("ram_reserve_gb", 2.0))
     vram_reserve = _gb(path, "devices.vram_reserve_gb", d.get("vram_reserve_gb", 0.5))
-    return DeviceSpec(cpu_slots, threads, _gpus(path, d.get("gpus", "all")), per_gpu, budget, reserve, vram_reserve)
+    gpus = checks.gpus(path, "devices.gpus", d.get("gpus", "all"))
+    return DeviceSpec(cpu_slots, threads, gpus, per_gpu, budget, reserve, vram_reserve)
 
 
 def _gb(path: Path, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
-        raise SpecError(path, key, f"must be a number of GiB, 0 or more, not {_toml_repr(value)}")
+        raise SpecError(path, key, f"must be a number of GiB, 0 or more, not {checks.toml_repr(value)}")
     return float(value)
-
-
-def _gpus(path: Path, value: Any) -> tuple[int, ...] | None:
-    if value == "all":
-        return None
-    if value == "none":
-        return ()
-    ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                         for v in value)
-    if not ok:
-        raise SpecError(path, "devices.gpus", f'must be "all", "none" or a list of GPU indices, not {value!r}')
-    return tuple(value)
 
 
 def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
@@ -175,38 +155,38 @@ def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
     name = m.get("name")
     if name is None:
         raise SpecError(path, f"{where}.name", "missing: every [[model]] needs a name")
-    name = _str(path, f"{where}.name", name)
+    name = checks.string(path, f"{where}.name", name)
     if not NAME_RE.match(name):
         raise SpecError(path, f"{where}.name", f"{name!r} may use only letters, digits, '_', '.', '-'")
     where = f"model[{i}] ({name})"
-    _no_unknown(path, where, m, MODEL_KEYS)
-    device = _str(path, f"{where}.device", m.get("device", "any"))
+    checks.no_unknown(path, where, m, MODEL_KEYS)
+    device = checks.string(path, f"{where}.device", m.get("device", "any"))
     if device not in DEVICES:
         raise SpecError(path, f"{where}.device", f"{device!r} is not one of {', '.join(DEVICES)}")
-    grid = _axes(path, where, _table(path, f"{where}.grid", m.get("grid", {})))
-    fixed = _table(path, f"{where}.fixed", m.get("fixed", {}))
+    grid = _axes(path, where, checks.table(path, f"{where}.grid", m.get("grid", {})))
+    fixed = checks.table(path, f"{where}.fixed", m.get("fixed", {}))
     for key in fixed:
         _param_name(path, f"{where}.fixed.{key}", key)
         if key in grid:
             raise SpecError(path, f"{where}.fixed.{key}", "also given in [model.grid]; keep one")
     base = path.parent
-    cwd = str((base / _str(path, f"{where}.cwd", m["cwd"])).resolve()) if "cwd" in m else str(base)
+    cwd = str((base / checks.string(path, f"{where}.cwd", m["cwd"])).resolve()) if "cwd" in m else str(base)
     if not Path(cwd).is_dir():
         raise SpecError(path, f"{where}.cwd", f"no such folder: {cwd}")
     kind, target = _trainable(path, where, m, base)
     if kind == "command":
         _check_template(path, f"{where}.command", target, set(grid) | set(fixed) | set(RESERVED))
     regex = _regex(path, where, m, kind)
-    metric = _str(path, f"{where}.metric", m["metric"]) if "metric" in m else None
-    goal = _str(path, f"{where}.goal", m["goal"]) if "goal" in m else None
+    metric = checks.string(path, f"{where}.metric", m["metric"]) if "metric" in m else None
+    goal = checks.string(path, f"{where}.goal", m["goal"]) if "goal" in m else None
     if goal is not None and goal not in GOALS:
         raise SpecError(path, f"{where}.goal", f'{goal!r} must be "max" or "min"')
-    retries = _int(path, f"{where}.retries", m.get("retries", 1), minimum=0)
+    retries = checks.whole(path, f"{where}.retries", m.get("retries", 1), minimum=0)
     timeout = None
     if "timeout" in m:
         t = m["timeout"]
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
-            raise SpecError(path, f"{where}.timeout", f"must be a number of seconds above 0, not {_toml_repr(t)}")
+            raise SpecError(path, f"{where}.timeout", f"must be a number of seconds above 0, not {checks.toml_repr(t)}")
         timeout = float(t)
     return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex, retries, timeout,
                      str(base))
@@ -218,11 +198,11 @@ def _trainable(path: Path, where: str, m: dict[str, Any], base: Path) -> tuple[s
         what = "both" if has_t else "neither"
         raise SpecError(path, f"{where}.trainable", f"give exactly one of trainable or command ({what} given)")
     if has_c:
-        cmd = _str(path, f"{where}.command", m["command"]).strip()
+        cmd = checks.string(path, f"{where}.command", m["command"]).strip()
         if not cmd:
             raise SpecError(path, f"{where}.command", "is empty")
         return "command", cmd
-    ref = _str(path, f"{where}.trainable", m["trainable"])
+    ref = checks.string(path, f"{where}.trainable", m["trainable"])
     try:
         return "python", locate.check_trainable(ref, base)
     except locate.LocateError as exc:
@@ -248,7 +228,7 @@ def _regex(path: Path, where: str, m: dict[str, Any], kind: str) -> str | None:
     key = f"{where}.metrics_regex"
     if kind != "command":
         raise SpecError(path, key, "only applies to command trainables")
-    rx = _str(path, key, m["metrics_regex"])
+    rx = checks.string(path, key, m["metrics_regex"])
     try:
         compiled = re.compile(rx)
     except re.error as exc:
@@ -264,13 +244,13 @@ def _axes(path: Path, where: str, grid: dict[str, Any]) -> dict[str, list[Any]]:
         key = f"{where}.grid.{axis}"
         _param_name(path, key, axis)
         if not isinstance(values, list):
-            raise SpecError(path, key, f"must be a list of values, e.g. [{_toml_repr(values)}]")
+            raise SpecError(path, key, f"must be a list of values, e.g. [{checks.toml_repr(values)}]")
         if not values:
             raise SpecError(path, key, "axis is empty: give at least one value")
         for v in values:
             if not isinstance(v, (str, int, float, bool)):
                 raise SpecError(path, key, f"values must be strings, numbers or booleans, not {v!r}")
-        if len({_toml_repr(v) for v in values}) != len(values):
+        if len({checks.toml_repr(v) for v in values}) != len(values):
             raise SpecError(path, key, "repeats a value")
         out[axis] = list(values)
     return out
@@ -281,39 +261,3 @@ def _param_name(path: Path, key: str, name: str) -> None:
         raise SpecError(path, key, f"{name!r} is set by gridwatch for every trial; pick another name")
     if not name.isidentifier():
         raise SpecError(path, key, f"{name!r} is not a valid parameter name (letters, digits, '_')")
-
-
-def _no_unknown(path: Path, where: str, table: dict[str, Any], allowed: set[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            full = f"{where}.{key}" if where else key
-            raise SpecError(path, full, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-
-
-def _table(path: Path, key: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise SpecError(path, key, f"must be a table, not {type(value).__name__}")
-    return value
-
-
-def _str(path: Path, key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise SpecError(path, key, f"must be a string, not {_toml_repr(value)}")
-    return value
-
-
-def _int(path: Path, key: str, value: Any, minimum: int, auto: bool = False) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        extra = ' or "auto"' if auto else ""
-        raise SpecError(path, key, f"must be a whole number{extra}, not {_toml_repr(value)}")
-    if value < minimum:
-        raise SpecError(path, key, f"must be at least {minimum}, not {value}")
-    return value
-
-
-def _toml_repr(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -137,6 +139,22 @@ def probe_alone(spec: DeviceSpec, budgets: dict[str, float]) -> set[str]:
     """Where a model's first trial starts alone until it reports its memory: every GPU (VRAM is tight and
     an OOM costs a trial), and RAM only under an explicit ram_budget_gb (else the free-memory check guards)."""
     return {d for d in budgets if d != "host" or spec.ram_budget_gb is not None}
+
+
+def free_memory(gpus: Iterable[Any] = ()) -> dict[str, float]:
+    """Free RAM now and free VRAM by the newest GPU readings (objects with index, mem_total, mem_used), for
+    admission; a GPU whose reading is missing is left out (unknown, not full)."""
+    free = {"host": float(psutil.virtual_memory().available)}
+    for g in gpus:
+        if g.mem_total == g.mem_total and g.mem_used == g.mem_used:
+            free[f"gpu{g.index}"] = float(g.mem_total - g.mem_used)
+    return free
+
+
+def memory_low() -> bool:
+    """RAM nearly full: a worker killed by SIGKILL now was most likely the kernel's OOM killer's doing."""
+    vm = psutil.virtual_memory()
+    return vm.available < 0.1 * vm.total
 
 
 def memory_device(slot: Slot) -> str:

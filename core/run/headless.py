@@ -9,7 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
-from gridwatch.grid import trials
+from gridwatch.grid import checks, trials
+from gridwatch.grid.checks import SpecError
 from gridwatch.grid.spec import GridSpec, load_grid
 from gridwatch.grid.trials import Trial
 from gridwatch.results import runs
@@ -52,16 +53,12 @@ class PlannedRun:
 
 
 def parse_gpus(text: str | None) -> tuple[tuple[int, ...] | None, bool]:
-    """--gpus value -> (indices or None for all, given?)."""
+    """--gpus value -> (indices or None for all, given?), read as the grid file's `gpus` is."""
     if text is None:
         return None, False
-    if text == "all":
-        return None, True
-    if text == "none":
-        return (), True
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip()), True
-    except ValueError:
+        return checks.gpus("--gpus", "", checks.gpus_value(text)), True
+    except SpecError:
         raise PlanError(f"--gpus: expected 'all', 'none' or indices like 0,1, not {text!r}") from None
 
 

@@ -9,6 +9,8 @@ import sys
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
+from gridwatch.grid.spec import ModelSpec
+from gridwatch.grid.trials import Trial
 from gridwatch.run.devices import Slot
 from gridwatch.worker import protocol
 
@@ -71,6 +73,13 @@ class SlotWorker(QObject):
     @property
     def running(self) -> bool:
         return self.proc.state() != QProcess.ProcessState.NotRunning
+
+    def run(self, trial: Trial, model: ModelSpec) -> None:
+        """Hand the worker its next trial; `device` in its config is this slot's."""
+        self.trial_id = trial.id
+        self.send("run", trial={"id": trial.id, "kind": model.kind, "target": model.target, "cwd": model.cwd,
+                                "base": model.base, "metrics_regex": model.metrics_regex,
+                                "config": {**trial.config, "device": self.slot.torch_device}})
 
     def send(self, type_: str, **fields: object) -> None:
         self.proc.write(protocol.encode(type_, **fields))

@@ -36,6 +36,14 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Heard:
+    """What a worker's message about a trial came to, for the session to record and announce."""
+
+    what: str  # "started" | "progress" | "log" | "data_wait" | "learned" | "ended" | "nothing"
+    outcome: Outcome | None = None  # with "ended"
+
+
+@dataclass(frozen=True)
 class Kept:
     """A trial finished by an earlier session of this run: shown, not run again."""
 
@@ -119,6 +127,36 @@ class TrialLifecycle:
         lt.started = t
 
     # -- progress reports -------------------------------------------------------------------------------
+
+    def hear(self, trial_id: str, msg: dict[str, Any], now: float) -> Heard:
+        """One protocol message about a running trial (see gridwatch.worker.protocol)."""
+        kind = msg["type"]
+        self.heard_from(trial_id, now)
+        t = float(msg.get("t", now))
+        if kind == "trial_started":
+            self.started(trial_id, t)
+            return Heard("started")
+        if kind == "epoch":
+            self.epoch(trial_id, int(msg["step"]), msg["metrics"], t)
+            return Heard("progress")
+        if kind == "metric":
+            self.metric(trial_id, msg["key"], int(msg["step"]), msg["value"], t)
+            return Heard("progress")
+        if kind == "log":
+            self.log(trial_id, str(msg.get("line", "")))
+            return Heard("log")
+        if kind == "telemetry":
+            self.data_wait(trial_id, msg.get("data_wait"), t, msg.get("epoch_data_wait"), int(msg.get("epoch", 0)))
+            return Heard("data_wait")
+        if kind == "memory_probe":
+            return Heard("learned" if self.memory_probe(trial_id, msg.get("rss"), msg.get("vram")) else "nothing")
+        if kind in ("trial_finished", "trial_failed"):
+            lt = self.live[trial_id]
+            peak = msg.get("peak_vram" if lt.kind == "gpu" else "peak_rss")
+            if kind == "trial_finished":
+                return Heard("ended", self.finished(trial_id, t, msg.get("metrics", {}), peak))
+            return Heard("ended", self.failed(trial_id, t, msg.get("reason"), bool(msg.get("oom")), peak))
+        return Heard("nothing")
 
     def heard_from(self, trial_id: str | None, now: float) -> None:
         lt = self.get(trial_id)

@@ -10,13 +10,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import psutil
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from gridwatch.grid.spec import GridSpec
 from gridwatch.grid.trials import Trial, TrialState
 from gridwatch.results.store import ResultStore
-from gridwatch.run.devices import Slot, memory_device
+from gridwatch.run.devices import Slot, free_memory, memory_device, memory_low
 from gridwatch.run.estimates import Estimates
 from gridwatch.run.launcher import SlotWorker
 from gridwatch.run.lifecycle import Kept, Outcome, TrialLifecycle
@@ -26,6 +25,7 @@ from gridwatch.run.progress import Progress
 from gridwatch.run.recorder import Recorder
 from gridwatch.run.scheduler import SlotView, TrialScheduler
 from gridwatch.telemetry import diagnosis
+from gridwatch.telemetry.nvml import GpuSample
 from gridwatch.telemetry.sampler import Snapshot
 from gridwatch.telemetry.starvation import StarvationDetector, Verdict
 
@@ -67,7 +67,7 @@ class RunSession(QObject):
         self.detector = StarvationDetector()
         self.store = store
         self._slots = list(slots)
-        self._last_snapshot: Snapshot | None = None
+        self._last_gpus: tuple[GpuSample, ...] = ()  # the newest GPU readings, for VRAM admission
         self._paused = False
         self._stopping = False
         self.status: str | None = None  # None while running, then "done" | "failed" | "stopped"
@@ -128,14 +128,6 @@ class RunSession(QObject):
         """Every trial of the run as it is now (read-only: the lifecycle changes them)."""
         return self.lifecycle.live
 
-    @property
-    def live(self) -> Mapping[str, LiveTrial]:
-        return self.lifecycle.live
-
-    @property
-    def skipped(self) -> int:
-        return self.lifecycle.skipped
-
     def slots(self) -> list[Slot]:
         return list(self._slots)
 
@@ -159,7 +151,7 @@ class RunSession(QObject):
         """A telemetry sample: kept at 1 Hz in the results file, and judged by the starvation detector."""
         if self.status is not None:
             return
-        self._last_snapshot = snap
+        self._last_gpus = snap.gpus
         self.recorder.snapshot(snap)
         obs = diagnosis.observation(snap, self._slot_states(), self.lifecycle.pending())
         for v in self.detector.observe(obs):
@@ -167,14 +159,7 @@ class RunSession(QObject):
             self.verdict_changed.emit(v)
 
     def _slot_states(self) -> list[diagnosis.SlotState]:
-        out = []
-        for w in self.pool.workers:
-            lt = self.lifecycle.get(w.trial_id)
-            running = lt is not None and lt.state == TrialState.RUNNING
-            out.append(diagnosis.SlotState(w.slot, w.trial_id if running else None,
-                                           lt.data_wait if lt else float("nan"),
-                                           lt.reporting_since if lt else float("nan")))
-        return out
+        return [diagnosis.slot_state(w.slot, self.lifecycle.get(w.trial_id)) for w in self.pool.workers]
 
     # -- dispatch ---------------------------------------------------------------------------------------
 
@@ -183,15 +168,11 @@ class RunSession(QObject):
             return
         now = time.time()
         trial = self.lifecycle.assign(self._view(w, now), [self._view(o, now) for o in self.pool.workers], now,
-                                      self._free_memory())
+                                      free_memory(self._last_gpus))
         if trial is None:
             self._maybe_done()
             return
-        w.trial_id = trial.id
-        model = self.lifecycle.models[trial.model]
-        w.send("run", trial={"id": trial.id, "kind": model.kind, "target": model.target, "cwd": model.cwd,
-                             "base": model.base, "metrics_regex": model.metrics_regex,
-                             "config": {**trial.config, "device": w.slot.torch_device}})
+        w.run(trial, self.lifecycle.models[trial.model])
 
     def _dispatch_idle(self) -> None:
         for w in list(self.pool.workers):
@@ -201,58 +182,30 @@ class RunSession(QObject):
         return SlotView(w.slot.id, w.slot.kind, memory_device(w.slot),
                         self.lifecycle.busy_until(w.trial_id, w.slot.kind, now))
 
-    def _free_memory(self) -> dict[str, float]:
-        """Free RAM (and VRAM, from the last telemetry sample) now, for admission."""
-        free = {"host": float(psutil.virtual_memory().available)}
-        snap = self._last_snapshot
-        for g in snap.gpus if snap is not None else ():
-            if g.mem_total == g.mem_total and g.mem_used == g.mem_used:
-                free[f"gpu{g.index}"] = g.mem_total - g.mem_used
-        return free
-
     # -- worker messages --------------------------------------------------------------------------------
 
     def _on_message(self, w: SlotWorker, msg: dict[str, Any]) -> None:
-        kind, tid = msg["type"], msg.get("trial_id")
-        if kind == "hello":
+        tid = msg.get("trial_id")
+        if msg["type"] == "hello":
             self._dispatch(w)
+        if tid is None or self.lifecycle.get(tid) is None:
             return
-        lt = self.lifecycle.get(tid)
-        if lt is None or tid is None:
-            return
-        self.lifecycle.heard_from(tid, time.time())
-        t = float(msg.get("t", time.time()))
-        if kind == "trial_started":
-            self.lifecycle.started(tid, t)
-            self.recorder.trial_started(lt, w.slot.torch_device)
+        heard = self.lifecycle.hear(tid, msg, time.time())
+        if heard.what == "started":
+            self.recorder.trial_started(self.lifecycle.live[tid], w.slot.torch_device)
             self.trial_started.emit(tid)
-        elif kind == "epoch":
-            self.lifecycle.epoch(tid, int(msg["step"]), msg["metrics"], t)
+        elif heard.what == "progress":
             self.epoch_reported.emit(tid)
-        elif kind == "metric":
-            self.lifecycle.metric(tid, msg["key"], int(msg["step"]), msg["value"], t)
-            self.epoch_reported.emit(tid)
-        elif kind == "log":
-            self.lifecycle.log(tid, str(msg.get("line", "")))
-        elif kind == "telemetry":
-            self.lifecycle.data_wait(tid, msg.get("data_wait"), t, msg.get("epoch_data_wait"), int(msg.get("epoch", 0)))
+        elif heard.what == "data_wait":
             self.data_wait_reported.emit(tid)
-        elif kind == "memory_probe":
-            if self.lifecycle.memory_probe(tid, msg.get("rss"), msg.get("vram")):
-                self._dispatch_idle()
-        elif kind in ("trial_finished", "trial_failed"):
-            self._on_trial_over(w, tid, kind, msg, t)
-
-    def _on_trial_over(self, w: SlotWorker, tid: str, kind: str, msg: dict[str, Any], t: float) -> None:
-        w.trial_id = None
-        peak = msg.get("peak_vram" if w.slot.kind == "gpu" else "peak_rss")
-        if kind == "trial_finished":
-            outcome = self.lifecycle.finished(tid, t, msg.get("metrics", {}), peak)
-            self.recorder.estimates(self.lifecycle.learned())
-        else:
-            outcome = self.lifecycle.failed(tid, t, msg.get("reason"), bool(msg.get("oom")), peak)
-        self._apply(outcome)
-        self._dispatch_idle()
+        elif heard.what == "learned":
+            self._dispatch_idle()
+        elif heard.outcome is not None:  # ended: finished, failed, or requeued to try again
+            w.trial_id = None
+            if heard.outcome.state == TrialState.FINISHED:
+                self.recorder.estimates(self.lifecycle.learned())
+            self._apply(heard.outcome)
+            self._dispatch_idle()
 
     def _on_stray(self, w: SlotWorker, line: str) -> None:
         if w.trial_id is not None:
@@ -263,7 +216,7 @@ class RunSession(QObject):
             return
         if w.trial_id is not None:
             self._apply(self.lifecycle.worker_died(w.trial_id, description, time.time(), self._stopping,
-                                                   _memory_low()))
+                                                   memory_low()))
         if self._stopping:
             if not self.pool.workers:
                 self._finalize()
@@ -319,7 +272,3 @@ class RunSession(QObject):
         self.recorder.end(self.status)
         self.finished.emit(self.status)
 
-
-def _memory_low() -> bool:
-    vm = psutil.virtual_memory()
-    return vm.available < 0.1 * vm.total

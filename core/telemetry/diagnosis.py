@@ -9,8 +9,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gridwatch.grid.trials import Trial
+from gridwatch.grid.trials import Trial, TrialState
 from gridwatch.run.devices import Slot
+from gridwatch.run.live import LiveTrial
 from gridwatch.telemetry.sampler import Snapshot
 from gridwatch.telemetry.starvation import Observation, TrialObs
 
@@ -21,6 +22,14 @@ class SlotState:
     trial_id: str | None  # the trial it runs now
     data_wait: float = math.nan
     reporting_since: float = math.nan
+
+
+def slot_state(slot: Slot, lt: LiveTrial | None) -> SlotState:
+    """A slot as the detector sees it: the trial it runs now (if running), and that trial's data-wait."""
+    if lt is None:
+        return SlotState(slot, None)
+    running = lt.trial.id if lt.state == TrialState.RUNNING else None
+    return SlotState(slot, running, lt.data_wait, lt.reporting_since)
 
 
 def observation(snap: Snapshot, slots: Iterable[SlotState], queued: Iterable[Trial]) -> Observation:

@@ -21,7 +21,7 @@ GPU_LOW, CPU_SATURATED, GPU_IDLE = 40.0, 0.90, 10.0
 SPAN_S = 10.0  # a condition must hold this long before it is a verdict
 WARMUP_S = 3.0  # first reports of a trial include start-up; ignore them
 
-INPUT_FIX = ("Overlap loading with training: wrap the loader in gridwatch.worker.prefetch (depth 2-4) or use "
+INPUT_FIX = ("Overlap loading with training: wrap the loader in gridwatch.prefetch (depth 2-4) or use "
              "DataLoader(num_workers=N, pin_memory=True, persistent_workers=True); raise batch_size; "
              "or move per-batch preprocessing to the GPU.")
 CPU_FIX = ("The GPU waits on CPU-side work: give the loader more workers (num_workers) or this slot more "

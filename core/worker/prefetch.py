@@ -1,6 +1,6 @@
 """Prefetching loader: batch N+1 is loaded while the step on batch N runs, and the wait is measured.
 
-    from gridwatch.worker.prefetch import prefetch
+    from gridwatch import prefetch
     for x, y in prefetch(loader, depth=2):   # any iterable of batches
         ...
 

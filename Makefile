@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-cli test lint bench screenshot system-deps clean
+.PHONY: install run run-cli test lint typecheck bench screenshot system-deps clean
 
 # Shared libraries Qt needs even offscreen; installed from Debian only where missing (root or sudo).
 QT_LIBS := libEGL.so.1 libGL.so.1 libxkbcommon.so.0 libfontconfig.so.1 libdbus-1.so.3 libglib-2.0.so.0
@@ -41,9 +41,25 @@ run-cli: install
 test: install lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
-lint: install
+lint: install typecheck
 	$(BIN)/ruff check core gui tests benchmarks main.py
-	$(BIN)/mypy
+
+# mypy on the package as users install it: what the wheel holds, copied into build/typecheck (core/ ->
+# gridwatch, gui/ -> gridwatch/gui; see [tool.mypy] in pyproject.toml), so every `gridwatch.*` import resolves
+# or is an error. It runs from inside that folder, because mypy also looks up imports in its current folder,
+# where the repository's own core/ and gui/ would hide an old `core.x` import. setuptools' build/lib is removed
+# before and after: it keeps files deleted from the source. mypy's paths are mapped back to core/ and gui/.
+TYPECHECK := build/typecheck
+typecheck: install
+	@rm -rf build/lib build/bdist.* $(TYPECHECK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --no-compile --target $(TYPECHECK) .
+	@rm -rf build/lib build/bdist.*
+	@echo "cd $(TYPECHECK) && mypy -p gridwatch"
+	@out=$$(cd $(TYPECHECK) && $(abspath $(BIN))/mypy --config-file $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/build/mypy-cache 2>&1); status=$$?; printf '%s\n' "$$out" | sed \
+		-e 's#^gridwatch/#$(TYPECHECK)/gridwatch/#' -e 's#$(TYPECHECK)/gridwatch/gui/#gui/#g' \
+		-e 's#$(TYPECHECK)/gridwatch/resources/#resources/#g' -e 's#$(TYPECHECK)/gridwatch/#core/#g'; \
+	exit $$status
 
 bench: install
 	$(BIN)/python benchmarks/grid_throughput.py
@@ -58,4 +74,4 @@ screenshot: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m gui.screenshot resources/screenshot.png 68
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs build .pytest_cache

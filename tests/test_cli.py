@@ -5,12 +5,23 @@ import io
 import json
 import signal
 import sqlite3
-import time
 
-import psutil
 import pytest
 
-from helpers import REPO, alive, cli, cli_popen, descendants, grid, write
+from helpers import (
+    REPO,
+    alive,
+    cli,
+    cli_popen,
+    descendants,
+    gated_grid,
+    grid,
+    is_worker,
+    running_workers,
+    wait_for,
+    worker_processes,
+    write,
+)
 
 ARGPARSE_SCRIPT = """
 import argparse, time
@@ -88,10 +99,9 @@ def test_failed_trial_gives_exit_1(outside):
     assert r.returncode == 1 and "RuntimeError: no" in r.stdout
 
 
-SLOW = "import time\ndef train(config):\n    time.sleep(0.6)\n    return {'s': float(config['fold'])}\n"
-
-
 def _finished(db_path):
+    if not db_path.exists():  # connecting would create it, and the CLI would then refuse it
+        return set()
     try:
         db = sqlite3.connect(db_path, timeout=1)
         try:
@@ -103,24 +113,27 @@ def _finished(db_path):
 
 
 def test_ctrl_c_stops_workers_keeps_results_and_resume_runs_the_rest(outside):
-    write(outside / "slow.py", SLOW)
-    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:train"\n[model.grid]\nx = [1, 2, 3, 4, 5]\n')
+    # four trials finish at once; the others are held at the gate until it is opened for --resume
+    g = gated_grid(outside, "x = [1, 2, 3, 4, 5]", free=4)
     db = outside / "r.db"
     proc = cli_popen("run", str(g), "--db", str(db), cwd=outside)
-    deadline = time.time() + 60
-    while len(_finished(db)) < 3 and time.time() < deadline:
-        time.sleep(0.1)
-    kids = descendants(proc.pid)
-    assert len(kids) >= 2, "two slot workers are running"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        wait_for(lambda: len(_finished(db)) == 4 and len(running_workers(outside)) == 2, 60,
+                 "four finished trials and both slot workers held mid-trial")
+        kids = alive(descendants(proc.pid))
+        workers = [k for k in kids if is_worker(k)]
+        assert {w.pid for w in workers} == running_workers(outside), f"found the two slot workers among {kids}"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
-    gone_by = time.time() + 5
-    while alive(kids) and time.time() < gone_by:
-        time.sleep(0.1)
-    assert not alive(kids), "no worker process is left behind"
+    wait_for(lambda: not alive(kids), 5, lambda: f"no worker process left behind: {alive(kids)}")
     before = _finished(db)
-    assert 3 <= len(before) < 10 and "--resume" in err
+    assert len(before) == 4 and "--resume" in err
+    (outside / "gate").touch()
     r = cli("run", str(g), "--db", str(db), "--resume", cwd=outside)
     assert r.returncode == 0, r.stderr
     assert f"{10 - len(before)} trials to run ({len(before)} already finished, skipped)" in r.stderr
@@ -155,31 +168,30 @@ def test_other_commands(args, tmp_path):
 
 
 def test_no_leftover_processes_after_normal_run(outside):
-    write(outside / "fit.py", "def train(config):\n    return {'s': 1}\n")
-    g = grid(outside, '[[model]]\nname = "f"\ntrainable = "fit.py:train"\n')
+    g = gated_grid(outside)
     proc = cli_popen("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
-    kids: list[psutil.Process] = []
-    while proc.poll() is None:
-        kids += [k for k in descendants(proc.pid) if k not in kids]
-        time.sleep(0.05)
-    proc.communicate()
-    assert proc.returncode == 0
-    time.sleep(0.5)
-    assert not alive(kids)
+    try:
+        # both trials are held at the gate, so the workers are certainly there to be found
+        wait_for(lambda: len(running_workers(outside)) == 2, 60, "both slot workers running a trial")
+        workers = worker_processes(proc.pid)
+        assert {w.pid for w in workers} == running_workers(outside), "found the CLI's two slot workers"
+    finally:
+        (outside / "gate").touch()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    wait_for(lambda: not alive(workers), 5, lambda: f"no worker left after the run: {alive(workers)}")
 
 
 def test_workers_exit_when_the_cli_is_killed_hard(outside):
-    write(outside / "slow.py", SLOW)
-    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:train"\n[model.grid]\nx = [1, 2, 3, 4, 5]\n')
+    g = gated_grid(outside, "x = [1, 2, 3, 4, 5]")
     proc = cli_popen("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
-    deadline = time.time() + 30
-    while len(_finished(outside / "r.db")) < 1 and time.time() < deadline:
-        time.sleep(0.1)
-    kids = descendants(proc.pid)
-    assert kids
-    proc.kill()
-    proc.communicate(timeout=10)
-    gone_by = time.time() + 5
-    while alive(kids) and time.time() < gone_by:
-        time.sleep(0.1)
-    assert not alive(kids), "workers notice their parent died and exit within 5 s"
+    try:
+        # killed mid-trial: both workers are held at the gate
+        wait_for(lambda: len(running_workers(outside)) == 2, 60, "both slot workers running a trial")
+        workers = worker_processes(proc.pid)
+        assert {w.pid for w in workers} == running_workers(outside), "found the CLI's two slot workers"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    wait_for(lambda: not alive(workers), 10,
+             lambda: f"workers notice their parent died and exit: {alive(workers)} still alive")

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from gridwatch.gui.app import DEMO_GRID, get_qapp
 from gridwatch.gui.main_window import MainWindow
 from gridwatch.run.devices import detect
 
-from helpers import REPO, alive, descendants, grid, write
+from helpers import REPO, alive, gated_grid, grid, running_workers, worker_processes, write
 
 QUICK = """
 import time
@@ -100,30 +99,48 @@ def test_open_run_shows_a_past_run(window, qtbot, outside):
     assert "read-only" in window.windowTitle() and window.board.rowCount() == 1
 
 
+def _start_gated(window, outside, axes, free=0):
+    window.editor.load_file(gated_grid(outside, axes, free=free))
+    window.start_run()
+
+
 def test_pause_stops_new_dispatch(window, qtbot, outside):
-    _start(window, outside, "[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 0.3\n")
-    qtbot.waitUntil(lambda: bool(window.session.progress().running), timeout=30_000)
+    _start_gated(window, outside, "x = [1, 2, 3, 4]")
+    # both slots' first trials are held at the gate: pause while they run, with six more queued
+    qtbot.waitUntil(lambda: len(running_workers(outside)) == 2, timeout=60_000)
     window.pause_act.trigger()
     assert window.resume_act.isEnabled() and not window.pause_act.isEnabled()
-    qtbot.waitUntil(lambda: not window.session.progress().running, timeout=30_000)
-    ended = window.session.progress().ended
-    qtbot.wait(1000)
-    assert window.session.progress().ended == ended < 8
+    session = window.session
+    assert session.progress().paused and session.progress().queued == 6
+    (outside / "gate").touch()
+
+    def held_trials_ended():
+        p = session.progress()
+        assert p.ended == 2 and not p.running and p.queued == 6, p
+
+    qtbot.waitUntil(held_trials_ended, timeout=60_000)
+    # absence of a dispatch can only be watched for: longer than the session's 1 s retry tick
+    with qtbot.assertNotEmitted(session.trial_started, wait=2500):
+        pass
+    held_trials_ended()
+    assert session.status is None
     window.resume_act.trigger()
-    qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
-    assert window.session.progress().finished == 8
+    qtbot.waitUntil(lambda: session.status is not None, timeout=60_000)
+    assert session.status == "done" and session.progress().finished == 8
 
 
 def test_closing_mid_run_leaves_no_processes(window, qtbot, outside):
-    _start(window, outside, "[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 2\n")
-    qtbot.waitUntil(lambda: bool(window.session.progress().running), timeout=30_000)
-    kids = descendants(os.getpid())
-    assert kids
+    _start_gated(window, outside, "x = [1, 2, 3, 4]")  # held at the gate, which never opens
+    qtbot.waitUntil(lambda: len(running_workers(outside)) == 2, timeout=60_000)
+    pids = set(window.session.worker_pids().values())
+    workers = [p for p in worker_processes(os.getpid()) if p.pid in pids]
+    assert len(workers) == 2 and pids == running_workers(outside), "found the two slot workers, mid-trial"
     window.close()
-    deadline = time.time() + 5
-    while alive(kids) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not alive(kids)
+
+    def workers_gone():
+        assert not alive(workers), f"worker processes left after closing the window: {alive(workers)}"
+
+    qtbot.waitUntil(workers_gone, timeout=5_000)
 
 
 def test_gui_process_never_imports_torch(outside):
@@ -234,36 +251,42 @@ def test_starved_trial_gets_a_badge_a_diagnosis_and_replays(window, qtbot, outsi
 
 def test_queued_trial_says_why_it_waits(window, qtbot, outside):
     write(outside / "hog.py", """
-        import time
+        import os, time
         def fit(config):
             block = bytearray(300 * 1024 * 1024)
             for i in range(0, len(block), 4096):
                 block[i] = 1
-            time.sleep(1.5)
+            # hold the memory until the test has seen the others wait (the cap only stops a broken test)
+            deadline = time.monotonic() + 120
+            while not os.path.exists(config["gate"]) and time.monotonic() < deadline:
+                time.sleep(0.02)
             return {"ok": 1.0}
         """)
     window.editor.load_file(grid(outside, '[[model]]\nname = "hog"\ntrainable = "hog.py:fit"\n[model.grid]\n'
-                                          'x = [1, 2]\n', devices="cpu_slots = 2\nram_budget_gb = 0.75\n"
-                                                                 "ram_reserve_gb = 0"))
+                                          f'x = [1, 2]\n[model.fixed]\ngate = "{outside / "gate"}"\n',
+                                 devices="cpu_slots = 2\nram_budget_gb = 0.75\nram_reserve_gb = 0"))
     window.start_run()
     states = lambda: [window.trials.index(r, 2).data() for r in range(window.trials.rowCount())]  # noqa: E731
     qtbot.waitUntil(lambda: "waiting" in states(), timeout=30_000)
     row = states().index("waiting")
     tip = window.trials.index(row, 2).data(Qt.ItemDataRole.ToolTipRole)
     assert tip.startswith("waiting: ") and ("memory" in tip or "RAM" in tip), tip
+    (outside / "gate").touch()
     qtbot.waitUntil(lambda: window.session.status is not None, timeout=60_000)
     assert window.session.status == "done"
 
 
 def test_open_run_then_resume_runs_only_the_unfinished(window, qtbot, outside):
-    _start(window, outside, "[model.grid]\nx = [1, 2, 3, 4]\n[model.fixed]\nsleep = 0.4\n")
-    qtbot.waitUntil(lambda: window.session.progress().finished >= 3, timeout=60_000)
+    _start_gated(window, outside, "x = [1, 2, 3, 4]", free=4)  # four finish at once, the rest are held
+    qtbot.waitUntil(lambda: window.session.progress().finished == 4 and len(running_workers(outside)) == 2,
+                    timeout=60_000)
     window.stop_run()
     qtbot.waitUntil(lambda: window.session.status is not None, timeout=30_000)
     db = window.store.path
     window.open_results(db)
     done = {tid for tid, lt in window.live.items() if lt.state == "finished"}
-    assert 3 <= len(done) < 8 and window.resume_run_act.isEnabled()
+    assert len(done) == 4 and window.resume_run_act.isEnabled()
+    (outside / "gate").touch()
     window.resume_opened()
     qtbot.waitUntil(lambda: window.session is not None and window.session.status is not None, timeout=60_000)
     rows = {r.id: r for r in window.store.trials()}

@@ -6,14 +6,26 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from gridwatch.run.headless import plan_run
 
-from helpers import REPO, alive, cli, cli_popen, descendants, grid, write
+from helpers import (
+    REPO,
+    alive,
+    cli,
+    cli_popen,
+    descendants,
+    gated_grid,
+    grid,
+    is_worker,
+    running_workers,
+    wait_for,
+    worker_processes,
+    write,
+)
 
 SLOW = """
 import time
@@ -53,9 +65,10 @@ def test_kill_9_of_a_worker_mid_trial_is_shown_and_retried(qtbot, outside):
 
     def kill_first(trial_id):
         if not victim:
-            w = next(w for w in session.workers if w.trial_id == trial_id)
-            victim[trial_id] = w.pid
-            os.kill(w.pid, signal.SIGKILL)
+            [slot] = [r.slot for r in planned.store.trials() if r.id == trial_id and r.state == "running"]
+            pid = session.worker_pids()[slot]
+            victim[trial_id] = pid
+            os.kill(pid, signal.SIGKILL)
 
     session.trial_started.connect(kill_first)
     with qtbot.waitSignal(session.finished, timeout=90_000):
@@ -116,28 +129,28 @@ def test_a_million_trials_is_refused_with_a_clear_message(outside):
     write(outside / "f.py", "def fit(config):\n    return {'s': 1}\n")
     axis = list(range(1000))
     g = grid(outside, f'[[model]]\nname = "f"\ntrainable = "f.py:fit"\n[model.grid]\na = {axis}\nb = {axis}\n')
-    t = time.time()
     r = cli("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
     assert r.returncode == 2 and "2,000,000 trials" in r.stderr and "--max-trials" in r.stderr
-    assert time.time() - t < 30 and not (outside / "r.db").exists()
+    assert not (outside / "r.db").exists()
 
 
 def test_no_listening_socket_during_a_run(outside):
-    write(outside / "slow.py", SLOW)
-    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:train"\n[model.grid]\nx = [1, 2, 3]\n')
+    g = gated_grid(outside, "x = [1, 2, 3]")
     proc = cli_popen("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
     try:
-        deadline = time.time() + 30
-        while len(descendants(proc.pid)) < 2 and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)
+        # both workers are mid-trial (held at the gate): started, preloaded, talking to the CLI
+        wait_for(lambda: len(running_workers(outside)) == 2, 60, "both slot workers running a trial")
+        workers = worker_processes(proc.pid)
+        assert {w.pid for w in workers} == running_workers(outside), "found the CLI's two slot workers"
         ours = {proc.pid, *(p.pid for p in descendants(proc.pid))}
         listening = [c for c in psutil.net_connections(kind="all")
                      if c.pid in ours and c.status == psutil.CONN_LISTEN]
-        assert len(ours) >= 3 and listening == []
+        assert len(alive(workers)) == 2, "the workers were alive throughout the check"
+        assert listening == []
     finally:
-        proc.wait(timeout=60)
-        proc.communicate()
+        (outside / "gate").touch()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
     assert oct(os.stat(outside / "r.db").st_mode & 0o777) == "0o600"
 
 
@@ -162,6 +175,20 @@ while True:
 """
 
 
+def _telemetry_rows(db):
+    """Telemetry rows committed so far (WRITER adds 64 a round and never deletes any)."""
+    if not db.exists():  # connecting would create it
+        return 0
+    try:
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def test_kill_9_during_heavy_writes_never_corrupts_the_file(outside):
     write(outside / "f.py", "def fit(config):\n    return {'s': 1}\n")
     g = grid(outside, '[[model]]\nname = "f"\ntrainable = "f.py:fit"\n[model.grid]\nx = [1, 2, 3, 4, 5]\n')
@@ -169,10 +196,14 @@ def test_kill_9_during_heavy_writes_never_corrupts_the_file(outside):
     rng = random.Random(0)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for _ in range(20):
+        before = _telemetry_rows(db)
         p = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(g)], stdout=subprocess.PIPE, text=True,
                              env=env)
         assert p.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 0.4))
+        # kill it mid-write, after a random number (1 to 8) of its write rounds has been committed: the poll
+        # is not in step with the writer, so the kill lands anywhere in the round under way
+        target = before + 64 * rng.randint(1, 8)
+        wait_for(lambda t=target: _telemetry_rows(db) >= t, 60, "the writer committing its write rounds")
         p.kill()
         p.wait()
         p.stdout.close()
@@ -182,32 +213,44 @@ def test_kill_9_during_heavy_writes_never_corrupts_the_file(outside):
         conn.close()
 
 
+def _finished(db):
+    """Ids of the finished trials in the results file."""
+    if not db.exists():  # connecting would create it, and the CLI would then refuse it
+        return set()
+    try:
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            return {t for (t,) in conn.execute("SELECT id FROM trials WHERE state='finished'")}
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # not created yet
+        return set()
+
+
 def test_kill_9_of_the_cli_then_resume_gives_the_same_trials(outside):
-    write(outside / "slow.py", SLOW)
-    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:train"\n[model.grid]\nx = [1, 2, 3, 4, 5]\n')
+    # four trials finish at once; the others are held at the gate while it is closed
+    g = gated_grid(outside, "x = [1, 2, 3, 4, 5]", free=4)
     reference = outside / "ref.db"
+    (outside / "gate").touch()
     assert cli("run", str(g), "--db", str(reference), "--quiet", cwd=outside).returncode == 0
+    for f in [outside / "gate", *outside.glob("free-*"), *outside.glob("running-*")]:
+        f.unlink()
     db = outside / "r.db"
     proc = cli_popen("run", str(g), "--db", str(db), "--quiet", cwd=outside)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            done = sqlite3.connect(db).execute("SELECT COUNT(*) FROM trials WHERE state='finished'").fetchone()[0]
-        except sqlite3.Error:
-            done = 0
-        if done >= 3:
-            break
-        time.sleep(0.1)
-    kids = descendants(proc.pid)
-    proc.kill()
-    proc.communicate()
-    gone_by = time.time() + 5
-    while alive(kids) and time.time() < gone_by:
-        time.sleep(0.1)
-    assert not alive(kids), "no descendant process 5 s after kill -9 of the CLI"
-    conn = sqlite3.connect(db)
-    before = {t for (t,) in conn.execute("SELECT id FROM trials WHERE state='finished'")}
-    conn.close()
+    try:
+        wait_for(lambda: len(_finished(db)) == 4 and len(running_workers(outside)) == 2, 60,
+                 "four finished trials and both slot workers held mid-trial")
+        kids = alive(descendants(proc.pid))
+        workers = [k for k in kids if is_worker(k)]
+        assert {w.pid for w in workers} == running_workers(outside), f"found the two slot workers among {kids}"
+    finally:
+        proc.kill()
+        proc.communicate()
+    wait_for(lambda: not alive(kids), 10, lambda: f"no descendant process left after kill -9 of the CLI: "
+                                                  f"{alive(kids)}")
+    before = _finished(db)
+    assert len(before) == 4, "killed mid-run: four trials finished, six left for --resume"
+    (outside / "gate").touch()
     r = cli("run", str(g), "--db", str(db), "--resume", "--quiet", cwd=outside)
     assert r.returncode == 0 and f"{10 - len(before)} trials to run" in r.stderr
     ids = {t for (t,) in sqlite3.connect(db).execute("SELECT id FROM trials WHERE state='finished'")}

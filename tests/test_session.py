@@ -5,13 +5,18 @@ import pytest
 from gridwatch.run.headless import PlanError, plan_run
 from gridwatch.run.session import RunSession
 
-from helpers import grid, write
+from helpers import gated_grid, grid, running_workers, write
 
 ENV_PROBE = """
-import os, sys, time
+import glob, os, sys, time
 def fit(config):
     import torch
-    time.sleep(0.4)  # long enough that both slots get work
+    # both slots get work: each trial waits until a second worker has entered a trial too
+    # (the 120 s cap only keeps a broken run from hanging for ever: the test's 60 s wait fails first)
+    open(os.path.join(config["dir"], f"worker-{os.getpid()}"), "w").close()
+    deadline = time.monotonic() + 120
+    while len(glob.glob(os.path.join(config["dir"], "worker-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     return {
         "cuda_visible": float(os.environ["CUDA_VISIBLE_DEVICES"]),
         "omp": float(os.environ["OMP_NUM_THREADS"]),
@@ -44,7 +49,8 @@ def _run(qtbot, planned, timeout=60_000):
 
 def test_cpu_slots_see_no_gpu_and_their_thread_count(qtbot, outside):
     write(outside / "probe.py", ENV_PROBE)
-    g = grid(outside, '[[model]]\nname = "p"\ntrainable = "probe.py:fit"\n[model.grid]\nx = [1, 2, 3]\n',
+    g = grid(outside, '[[model]]\nname = "p"\ntrainable = "probe.py:fit"\n[model.grid]\nx = [1, 2, 3]\n'
+                      f'[model.fixed]\ndir = "{outside}"\n',
              devices="cpu_slots = 2\nthreads_per_cpu_slot = 2\ngpus = \"none\"")
     planned = plan_run(g, db=outside / "r.db")
     session = _run(qtbot, planned)
@@ -73,18 +79,25 @@ def test_crashed_worker_is_replaced_and_the_run_goes_on(qtbot, outside):
 
 
 def test_pause_stops_new_dispatch(qtbot, outside):
-    write(outside / "slow.py", "import time\ndef fit(config):\n    time.sleep(0.3)\n    return {'s': 1.0}\n")
-    g = grid(outside, '[[model]]\nname = "s"\ntrainable = "slow.py:fit"\n[model.grid]\nx = [1, 2, 3, 4]\n',
-             devices="cpu_slots = 1")
+    g = gated_grid(outside, "x = [1, 2, 3, 4]", devices="cpu_slots = 1")
     planned = plan_run(g, db=outside / "r.db")
     session = RunSession(planned.grid, planned.trials, planned.slots, planned.store, planned.done_ids)
+    ended = []
+    session.trial_ended.connect(ended.append)
     session.start()
-    qtbot.waitUntil(lambda: bool(session.progress().running), timeout=20_000)
+    # the first trial is held at the gate: pause while it runs, with seven more queued
+    qtbot.waitUntil(lambda: bool(running_workers(outside)), timeout=60_000)
     session.pause()
-    qtbot.waitUntil(lambda: not session.progress().running, timeout=20_000)
-    ended = session.progress().ended
-    qtbot.wait(800)
-    assert session.progress().ended == ended and not session.progress().running
+    assert session.progress().paused and session.progress().queued == 7
+    (outside / "gate").touch()
+    qtbot.waitUntil(lambda: len(ended) >= 1, timeout=60_000)
+    p = session.progress()
+    assert len(ended) == 1 and p.ended == 1 and not p.running and p.queued == 7, p
+    # absence of a dispatch can only be watched for: longer than the session's 1 s retry tick
+    with qtbot.assertNotEmitted(session.trial_started, wait=2500):
+        pass
+    p = session.progress()
+    assert p.ended == 1 and not p.running and p.queued == 7 and session.status is None, p
     with qtbot.waitSignal(session.finished, timeout=60_000):
         session.resume()
     session.close()

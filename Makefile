@@ -71,7 +71,7 @@ bench: install
 screenshot: install
 	@command -v xvfb-run >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq xvfb xauth; }
 	@$(SUDO) apt-get install -y -qq libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 >/dev/null
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m gui.screenshot resources/screenshot.png 68
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m gridwatch.gui.screenshot resources/screenshot.png 68
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache

@@ -10,9 +10,9 @@ NAN = math.nan
 
 
 def snap(t):
-    return Snapshot(t, 50.0, (40.0, 60.0), 3e9, 5e9, 8e9, (GpuSample(0, util=80.0, mem_used=2e9, mem_total=8e9,
-                    power_w=NAN, temp_c=60.0),), {"cpu0": ProcSample(cpu=99.0, rss=1e9), "gpu0.1": ProcSample(cpu=50.0)},
-                    swap_used=0.0)
+    gpu = GpuSample(0, util=80.0, mem_used=2e9, mem_total=8e9, power_w=NAN, temp_c=60.0)
+    procs = {"cpu0": ProcSample(cpu=99.0, rss=1e9), "gpu0.1": ProcSample(cpu=50.0)}
+    return Snapshot(t, 50.0, (40.0, 60.0), 3e9, 5e9, 8e9, (gpu,), procs, swap_used=0.0)
 
 
 def test_a_snapshot_survives_the_file():

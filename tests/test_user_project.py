@@ -11,7 +11,8 @@ PACKAGES = {
     "core/train.py": ("from core.metrics import clean\nfrom core.utils import scale\n"
                       "from utils import OFFSET\nimport protocol\n\n"
                       "def fit(config):\n"
-                      "    return clean({'score': scale(config['x']) + OFFSET + protocol.BONUS, 'fold': config['fold']})\n"),
+                      "    score = scale(config['x']) + OFFSET + protocol.BONUS\n"
+                      "    return clean({'score': score, 'fold': config['fold']})\n"),
     "gui/__init__.py": "RAISE = 1 / 0  # importing this by mistake would fail loudly\n",
     "resources/__init__.py": "",
     "utils/__init__.py": "OFFSET = 0.5\n",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 from gridwatch.telemetry.nvml import GpuSample
 from gridwatch.telemetry.sampler import ProcSample, Snapshot
@@ -95,8 +95,13 @@ def _snapshot(t: float, items: list[tuple[Key, float]]) -> Snapshot:
     used, avail = host.get("ram_used", NAN), host.get("ram_available", NAN)
     n_cores = max(cores, default=-1) + 1
     return Snapshot(t, host.get("cpu_total", NAN), tuple(cores.get(i, NAN) for i in range(n_cores)), used, avail,
-                    used + avail, tuple(replace(GpuSample(i), **v) for i, v in sorted(gpus.items())),
+                    used + avail, tuple(_gpu(i, v) for i, v in sorted(gpus.items())),
                     {s: ProcSample(**v) for s, v in slots.items()}, host.get("swap_used", NAN))
+
+
+def _gpu(index: int, v: dict[str, float]) -> GpuSample:
+    return GpuSample(index, util=v.get("util", NAN), mem_used=v.get("mem_used", NAN),
+                     mem_total=v.get("mem_total", NAN), power_w=v.get("power_w", NAN), temp_c=v.get("temp_c", NAN))
 
 
 class TelemetryRecorder:

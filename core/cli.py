@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gridwatch.grid.spec import DeviceSpec, SpecError
+from gridwatch.grid.trials import RunStatus
 from gridwatch.results import runs
 from gridwatch.results.report import (
     failures_text,
@@ -142,11 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     printer.done()
     print_summary(planned.store, session, time.time() - started)
     planned.store.close()
-    if session.status == "stopped":
+    if session.status == RunStatus.STOPPED:
         print(f"gridwatch: interrupted; finished trials are kept. Continue with: gridwatch run {args.grid} "
               f"--db {planned.store.path} --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_OK if session.status == "done" else EXIT_FAILED
+    return EXIT_OK if session.status == RunStatus.DONE else EXIT_FAILED
 
 
 def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> None:

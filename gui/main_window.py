@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from gridwatch.grid import trials
 from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
+from gridwatch.grid.trials import TrialState
 from gridwatch.gui.app import RESOURCES
 from gridwatch.gui.diagnosis_view import DiagnosisView
 from gridwatch.gui.grid_editor import GridEditor
@@ -49,7 +50,7 @@ from gridwatch.run.session import RunSession
 from gridwatch.telemetry.sampler import GpuReader, TelemetrySampler
 from gridwatch.telemetry.starvation import Verdict
 
-STATES = ["", "queued", "running", "finished", "failed", "timeout", "stopped"]
+STATES = ["", *TrialState]
 CONFIRM_TRIALS = 10_000  # bigger grids ask first; MAX_TRIALS (gridwatch.run.headless) and up are refused
 PREVIEW_LIMIT = 20_000  # trials listed before a run; bigger grids are only counted
 

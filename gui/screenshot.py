@@ -13,6 +13,7 @@ import tempfile
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDockWidget
 
+from gridwatch.grid.trials import TrialState
 from gridwatch.gui.app import get_qapp, make_window
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
 
     def select_running() -> None:
         rows = range(window.trials.rowCount())
-        running = [r for r in rows if window.trials.trial_at(r).state == "running"]
+        running = [r for r in rows if window.trials.trial_at(r).state == TrialState.RUNNING]
         flagged = [r for r in running if window.trials.trial_at(r).trial.id in window.trials.badges]
         index = window.filter.mapFromSource(window.trials.index((flagged or running or [0])[0], 0))
         if flagged:

@@ -9,6 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
+from gridwatch.grid.trials import TrialState
 from gridwatch.gui.trials_model import STATE_COLOURS
 from gridwatch.run.live import LiveTrial
 
@@ -38,7 +39,7 @@ class TimelineView(pg.PlotWidget):
         self.setYRange(-0.6, max(0.6, len(slot_ids) - 0.4), padding=0)
 
     def update_trial(self, lt: LiveTrial, now: float | None = None) -> None:
-        if lt.started is None or lt.slot is None or lt.state == "queued":
+        if lt.started is None or lt.slot is None or lt.state == TrialState.QUEUED:
             return
         if lt.slot not in self.lanes:
             self.lanes[lt.slot] = len(self.lanes)
@@ -58,5 +59,5 @@ class TimelineView(pg.PlotWidget):
     def tick(self, live: Mapping[str, LiveTrial]) -> None:
         now = time.time()
         for lt in live.values():
-            if lt.state == "running":
+            if lt.state == TrialState.RUNNING:
                 self.update_trial(lt, now)

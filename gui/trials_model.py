@@ -11,14 +11,15 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
 
+from gridwatch.grid.trials import TrialState
 from gridwatch.results.report import params_text
 from gridwatch.run.live import LiveTrial
 from gridwatch.telemetry.starvation import Verdict
 
 COLUMNS = ["trial", "model", "state", "progress", "metric", "data wait", "fold", "slot", "duration", "params"]
 PROGRESS_COL = COLUMNS.index("progress")
-STATE_COLOURS = {"queued": "#9aa0a6", "running": "#1e88e5", "finished": "#43a047", "failed": "#e53935",
-                 "stopped": "#fb8c00", "timeout": "#8e24aa"}
+STATE_COLOURS = {TrialState.QUEUED: "#9aa0a6", TrialState.RUNNING: "#1e88e5", TrialState.FINISHED: "#43a047",
+                 TrialState.FAILED: "#e53935", TrialState.STOPPED: "#fb8c00", TrialState.TIMEOUT: "#8e24aa"}
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
 
@@ -61,7 +62,7 @@ class TrialsModel(QAbstractTableModel):
 
     def refresh_running(self) -> None:
         for tid, lt in self.live.items():
-            if lt.state == "running":
+            if lt.state == TrialState.RUNNING:
                 self.refresh(tid)
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
@@ -94,7 +95,7 @@ class TrialsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if flag and col in ("state", "data wait"):
                 return f"{flag.title}: {flag.evidence}\nfix: {flag.fix}"
-            if lt.state == "queued" and lt.trial.id in self.waiting:
+            if lt.state == TrialState.QUEUED and lt.trial.id in self.waiting:
                 return self.waiting[lt.trial.id]
             return lt.reason
         if role == Qt.ItemDataRole.UserRole:
@@ -117,7 +118,7 @@ class TrialsModel(QAbstractTableModel):
             flag = self.badges.get(lt.trial.id)
             if flag:
                 return f"{lt.state} ⚠ {flag.kind.replace('_', '-')}"
-            return "waiting" if lt.state == "queued" and lt.trial.id in self.waiting else lt.state
+            return "waiting" if lt.state == TrialState.QUEUED and lt.trial.id in self.waiting else lt.state
         if col == "data wait":
             return "" if lt.data_wait != lt.data_wait else f"{lt.data_wait:.0%}"
         if col == "progress":
@@ -150,7 +151,7 @@ class TrialsModel(QAbstractTableModel):
         return e if isinstance(e, int) and e > 0 else 0
 
     def progress(self, lt: LiveTrial) -> float:
-        if lt.state == "finished":
+        if lt.state == TrialState.FINISHED:
             return 1.0
         total = self.epochs(lt)
         return min(1.0, lt.epoch / total) if total else 0.0
@@ -167,7 +168,7 @@ class TrialsModel(QAbstractTableModel):
     def duration(self, lt: LiveTrial) -> float | None:
         if lt.started is None:
             return None
-        return (lt.ended or time.time()) - lt.started if lt.state != "queued" else None
+        return (lt.ended or time.time()) - lt.started if lt.state != TrialState.QUEUED else None
 
 
 class TrialsFilter(QSortFilterProxyModel):

@@ -31,6 +31,14 @@ class TrialState(StrEnum):
         return self in ENDED_STATES
 
 
+class RunStatus(StrEnum):
+    """How a session of a run ended (what the results file and the CLI's exit code say)."""
+
+    DONE = "done"  # every trial finished
+    FAILED = "failed"  # some failed, timed out, or could not be placed
+    STOPPED = "stopped"  # the user stopped it (Ctrl-C, Stop): resume runs the rest
+
+
 FAILED_STATES = frozenset({TrialState.FAILED, TrialState.TIMEOUT})  # count as failures: exit code 1, named
 ENDED_STATES = frozenset({TrialState.FINISHED, *FAILED_STATES})  # a result is committed: "done" in progress
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gridwatch.grid.spec import GridSpec
-from gridwatch.grid.trials import Trial
+from gridwatch.grid.trials import Trial, TrialState
 from gridwatch.telemetry.starvation import Verdict
 
 SCHEMA_VERSION = 1
@@ -53,8 +53,7 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 """
 
-DONE_STATES = ("finished",)
-END_STATES = ("finished", "failed", "stopped")
+DONE_STATES = (str(TrialState.FINISHED),)  # resume skips these
 
 
 def _none(v: float) -> float | None:

@@ -40,7 +40,7 @@ def primary_metric(model: dict[str, Any], rows: list[TrialRow]) -> tuple[str | N
     metric = model.get("metric")
     if metric is None:
         for r in rows:
-            if r.model == model["name"] and r.state == "finished" and r.metrics:
+            if r.model == model["name"] and r.state == TrialState.FINISHED and r.metrics:
                 metric = next(iter(r.metrics))
                 break
     goal = model.get("goal") or (infer_goal(metric) if metric else "max")
@@ -59,7 +59,7 @@ def leaderboard(rows: list[TrialRow], models: list[dict[str, Any]], folds: int) 
             if r.model == model["name"]:
                 groups.setdefault(r.config_key, []).append(r)
         for key, group in groups.items():
-            values = [r.metrics[metric] for r in group if r.state == "finished" and metric in r.metrics]
+            values = [r.metrics[metric] for r in group if r.state == TrialState.FINISHED and metric in r.metrics]
             if not values:
                 continue
             failed = sum(r.state in FAILED_STATES for r in group)

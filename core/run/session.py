@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from gridwatch.grid.spec import GridSpec
-from gridwatch.grid.trials import Trial, TrialState
+from gridwatch.grid.trials import RunStatus, Trial, TrialState
 from gridwatch.results.store import ResultStore
 from gridwatch.run.devices import Slot, free_memory, memory_device, memory_low
 from gridwatch.run.estimates import Estimates
@@ -41,7 +41,7 @@ class RunSession(QObject):
     verdict_changed = Signal(object)  # a starvation Verdict opened, changed or closed
     pids_changed = Signal(dict)  # slot id -> worker pid, for the telemetry sampler
     notice = Signal(str)  # something the user should read once
-    finished = Signal(str)  # "done" | "failed" | "stopped"
+    finished = Signal(str)  # a RunStatus
 
     def __init__(self, grid: GridSpec, trials: list[Trial], slots: list[Slot], store: ResultStore,
                  done_ids: set[str] | None = None, parent: QObject | None = None,
@@ -70,7 +70,7 @@ class RunSession(QObject):
         self._last_gpus: tuple[GpuSample, ...] = ()  # the newest GPU readings, for VRAM admission
         self._paused = False
         self._stopping = False
-        self.status: str | None = None  # None while running, then "done" | "failed" | "stopped"
+        self.status: RunStatus | None = None  # None while running
         self.started_at = 0.0
 
     # -- control ----------------------------------------------------------------------------------------
@@ -264,7 +264,10 @@ class RunSession(QObject):
         if hasattr(self, "_tick"):
             self._tick.stop()
         p = self.progress()
-        self.status = "stopped" if self._stopping else "failed" if p.failed or p.queued else "done"
+        if self._stopping:
+            self.status = RunStatus.STOPPED
+        else:
+            self.status = RunStatus.FAILED if p.failed or p.queued else RunStatus.DONE
         for v in self.detector.active():
             v.active = False
             self.recorder.verdict(v)

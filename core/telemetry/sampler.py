@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from gridwatch.telemetry.nvml import GpuProcess, GpuReader, GpuSample, open_gpu_reader
+from gridwatch.telemetry.proctree import descendants
 
 NAN = math.nan
 
@@ -125,13 +126,20 @@ class TelemetrySampler:
     def _tree(self, pid: int, on_gpu: dict[int, GpuProcess], gpu_unknown: bool) -> ProcSample:
         try:
             root = self._proc(pid)
-            members = [root, *root.children(recursive=True)]
+            under = descendants(pid)
+            if under is None:  # no per-task children lists on this system
+                under = [c.pid for c in root.children(recursive=True)]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return ProcSample()
+        members = [root]
+        for child in under:
+            try:
+                members.append(self._proc(child))
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue  # ended between the listing and now
         cpu = rss = threads = 0.0
         for p in members:
             try:
-                p = self._proc(p.pid)
                 with p.oneshot():
                     cpu += p.cpu_percent(None)
                     rss += p.memory_info().rss
@@ -146,5 +154,7 @@ class TelemetrySampler:
     def _proc(self, pid: int) -> psutil.Process:
         p = self._cache.get(pid)
         if p is None or not p.is_running():
+            if len(self._cache) > 256:  # forget the dead: DataLoader workers come and go
+                self._cache = {k: v for k, v in self._cache.items() if v.is_running()}
             p = self._cache[pid] = psutil.Process(pid)
         return p

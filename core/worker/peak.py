@@ -4,7 +4,7 @@ The scheduler learns each model's footprint from these figures, so it can pack t
 meter must cost next to nothing while every core trains: the worker's own peak comes from the kernel's
 high-water mark (VmHWM, reset per trial through /proc/self/clear_refs), so nothing polls it; only the
 trial's child processes (DataLoader workers, a command's script) are polled, twice a second, through the
-cheap /proc/<pid>/task/<tid>/children lists.
+cheap per-task children lists (gridwatch.telemetry.proctree).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import psutil
+from gridwatch.telemetry.proctree import descendants
 
 CHILDREN_EVERY_S = 0.5
 EARLY_S = 1.0  # the peak so far is reported once, this long into a trial
@@ -107,37 +106,24 @@ def _own_rss() -> float:
         with open("/proc/self/statm", "rb") as f:
             return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
+        import psutil  # only where /proc is missing: every worker would pay its import at start
+
         return float(psutil.Process().memory_info().rss)
 
 
-def _child_pids(pid: int) -> list[int]:
-    """Direct children from /proc/<pid>/task/*/children (no scan of every process on the machine)."""
-    out: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                out += [int(x) for x in (task / "children").read_bytes().split()]
-            except OSError:
-                continue
-    except OSError:
-        return []
-    return out
-
-
 def _children_rss() -> float:
-    total, todo, seen = 0.0, _child_pids(os.getpid()), set()
-    page = os.sysconf("SC_PAGE_SIZE")
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
+    pids = descendants(os.getpid())
+    if pids is None:  # no per-task children lists: ask psutil (slower, but only twice a second)
+        import psutil
+
+        pids = [c.pid for c in psutil.Process().children(recursive=True)]
+    total, page = 0.0, os.sysconf("SC_PAGE_SIZE")
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
                 total += float(f.read().split()[1]) * page
         except (OSError, ValueError, IndexError):
             continue
-        todo += _child_pids(pid)
     return total
 
 

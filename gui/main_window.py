@@ -10,35 +10,29 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox,
     QDockWidget,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QSplitter,
-    QTableView,
-    QVBoxLayout,
     QWidget,
 )
 
 from gridwatch.grid import trials
 from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
-from gridwatch.grid.trials import TrialState
-from gridwatch.gui.app import RESOURCES
 from gridwatch.gui.diagnosis_view import DiagnosisView
 from gridwatch.gui.grid_editor import GridEditor
+from gridwatch.gui.grid_files import open_grid, save_grid, save_grid_as
 from gridwatch.gui.monitor import MonitorView
 from gridwatch.gui.results_view import LeaderboardView
 from gridwatch.gui.run_summary import gpu_spans, status_text
 from gridwatch.gui.timeline import TimelineView
 from gridwatch.gui.timing_view import TimingView
-from gridwatch.gui.trial_detail import TrialDetail
-from gridwatch.gui.trials_model import PROGRESS_COL, ProgressDelegate, TrialsFilter, TrialsModel
+from gridwatch.gui.trials_panel import TrialsPanel
+from gridwatch.gui.window_layout import restore_layout, save_layout
 from gridwatch.results import runs
 from gridwatch.results.replay import live_from_store
 from gridwatch.results.store import ResultStore, StoreError
@@ -50,7 +44,6 @@ from gridwatch.run.session import RunSession
 from gridwatch.telemetry.sampler import GpuReader, TelemetrySampler
 from gridwatch.telemetry.starvation import Verdict
 
-STATES = ["", *TrialState]
 CONFIRM_TRIALS = 10_000  # bigger grids ask first; MAX_TRIALS (gridwatch.run.headless) and up are refused
 PREVIEW_LIMIT = 20_000  # trials listed before a run; bigger grids are only counted
 
@@ -79,47 +72,17 @@ class MainWindow(QMainWindow):
         self.ticker.timeout.connect(self._tick)
         self.ticker.start(500)
         self._update_actions()
-        self._restore_layout()
+        restore_layout(self, settings_file)
 
     # -- layout -----------------------------------------------------------------------------------------
 
     def _build(self, machine: Machine) -> None:
         self.editor = GridEditor()
         self.editor.validity_changed.connect(self._on_grid_validity)
-        self.trials = TrialsModel()
-        self.filter = TrialsFilter()
-        self.filter.setSourceModel(self.trials)
-        self.table = QTableView()
-        self.table.setModel(self.filter)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # grid order until a header is clicked
-        self.table.setWordWrap(False)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
-        self.table.setItemDelegateForColumn(PROGRESS_COL, ProgressDelegate(self.table))
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_selected())
-        self.state_pick, self.model_pick = QComboBox(), QComboBox()
-        self.state_pick.addItems([s or "all states" for s in STATES])
-        self.state_pick.currentIndexChanged.connect(self._apply_filter)
-        self.model_pick.currentIndexChanged.connect(self._apply_filter)
-        bar = QHBoxLayout()
-        bar.addWidget(QLabel("Show"))
-        bar.addWidget(self.state_pick)
-        bar.addWidget(self.model_pick)
-        bar.addStretch()
-        top = QWidget()
-        tl = QVBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addLayout(bar)
-        tl.addWidget(self.table)
-        self.detail = TrialDetail()
-        center = QSplitter(Qt.Orientation.Vertical)
-        center.addWidget(top)
-        center.addWidget(self.detail)
-        center.setSizes([600, 300])
-        self.setCentralWidget(center)
+        self.panel = TrialsPanel()
+        self.trials, self.filter, self.table, self.detail = (self.panel.model, self.panel.filter, self.panel.table,
+                                                             self.panel.detail)
+        self.setCentralWidget(self.panel)
         self.monitor = MonitorView(machine.logical_cores, len(machine.gpus), machine.gpu_note)
         self.timeline = TimelineView()
         self.board = LeaderboardView()
@@ -160,9 +123,9 @@ class MainWindow(QMainWindow):
             tb.addAction(a)
             return a
 
-        self.open_grid = act("Open grid…", self._open_grid, "Ctrl+O")
-        self.save_grid = act("Save grid", self._save_grid, "Ctrl+S")
-        self.save_as = act("Save as…", self._save_as)
+        self.open_grid = act("Open grid…", lambda: open_grid(self, self.editor), "Ctrl+O")
+        self.save_grid = act("Save grid", lambda: save_grid(self, self.editor), "Ctrl+S")
+        self.save_as = act("Save as…", lambda: save_grid_as(self, self.editor))
         tb.addSeparator()
         self.run_act = act("Run", self.start_run, "Ctrl+R")
         self.pause_act = act("Pause", self.pause_run)
@@ -290,13 +253,7 @@ class MainWindow(QMainWindow):
 
     def _show_live(self, live: Mapping[str, LiveTrial], slots: list[str], origin: float) -> None:
         self.live = live
-        self.trials.reset(live, {m["name"]: m.get("metric") for m in self.models_meta})
-        for col, width in enumerate((150, 55, 70, 90, 65, 65, 40, 50, 65)):
-            self.table.setColumnWidth(col, width)
-        self.model_pick.blockSignals(True)
-        self.model_pick.clear()
-        self.model_pick.addItems(["all models", *[m["name"] for m in self.models_meta]])
-        self.model_pick.blockSignals(False)
+        self.panel.show_trials(live, self.models_meta)
         self.timeline.reset(slots, origin)
         self._board_dirty = True
         self._refresh_board()
@@ -304,19 +261,15 @@ class MainWindow(QMainWindow):
     # -- session events ---------------------------------------------------------------------------------
 
     def _on_trial_changed(self, trial_id: str) -> None:
-        self.trials.refresh(trial_id)
+        self.panel.trial_changed(self.live[trial_id])
         self.timeline.update_trial(self.live[trial_id])
-        if trial_id == self.detail.trial_id:
-            self.detail.show_trial(self.live[trial_id])
 
     def _on_trial_ended(self, trial_id: str) -> None:
         self._on_trial_changed(trial_id)
         self._board_dirty = True
 
     def _on_epoch(self, trial_id: str) -> None:
-        self.trials.refresh(trial_id)
-        if trial_id == self.detail.trial_id:
-            self.detail.show_trial(self.live[trial_id])
+        self.panel.trial_changed(self.live[trial_id])
 
     def _on_verdict(self, v: Verdict) -> None:
         """A badge on the trial's row, a line in the Diagnosis panel, a shaded span on its GPU's plot."""
@@ -370,16 +323,6 @@ class MainWindow(QMainWindow):
         if trials.count(spec) <= PREVIEW_LIMIT:
             self._show_run({t.id: LiveTrial(t) for t in trials.expand(spec)}, spec, [], time.time())
 
-    def _show_selected(self) -> None:
-        index = self.table.selectionModel().currentIndex()
-        if index.isValid():
-            self.detail.show_trial(self.trials.trial_at(self.filter.mapToSource(index).row()))
-
-    def _apply_filter(self) -> None:
-        state = STATES[self.state_pick.currentIndex()]
-        model = self.model_pick.currentText() if self.model_pick.currentIndex() > 0 else ""
-        self.filter.set_filter(state, model)
-
     def _update_actions(self) -> None:
         running = self.running
         paused = running and self.session is not None and self.session.paused
@@ -390,34 +333,6 @@ class MainWindow(QMainWindow):
         self.open_run.setEnabled(not running)
         self.resume_run_act.setEnabled(self.session is None and self.store is not None and not running)
         self.open_grid.setEnabled(not running)
-
-    def _open_grid(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open grid", str(self.editor.path.parent), "Grid (*.toml)")
-        if path:
-            try:
-                self.editor.load_file(path)
-            except (OSError, UnicodeDecodeError) as exc:
-                QMessageBox.critical(self, "Cannot open grid", f"{path}: {getattr(exc, 'strerror', None) or exc}")
-
-    def _save_grid(self) -> None:
-        if RESOURCES in self.editor.path.parents:  # the packaged demo grid: save a copy of your own
-            self._save_as()
-            return
-        try:
-            self.editor.save_file()
-        except OSError as exc:
-            QMessageBox.critical(self, "Cannot save grid", f"{self.editor.path}: {exc.strerror}")
-
-    def _save_as(self) -> None:
-        start = self.editor.path
-        if RESOURCES in start.parents:
-            start = Path.home() / start.name
-        path, _ = QFileDialog.getSaveFileName(self, "Save grid as", str(start), "Grid (*.toml)")
-        if path:
-            try:
-                self.editor.save_file(path)
-            except OSError as exc:
-                QMessageBox.critical(self, "Cannot save grid", f"{path}: {exc.strerror}")
 
     def _open_run_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open run", str(self.runs_dir),
@@ -435,28 +350,6 @@ class MainWindow(QMainWindow):
                                       "Finished trials are kept.")
         return answer == QMessageBox.StandardButton.Yes
 
-    def _settings(self) -> QSettings | None:
-        if self.settings_file is None:
-            return None
-        return QSettings(str(self.settings_file), QSettings.Format.IniFormat)
-
-    def _restore_layout(self) -> None:
-        settings = self._settings()
-        if settings is None:
-            return
-        geometry, state = settings.value("geometry"), settings.value("state")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
-
-    def _save_layout(self) -> None:
-        settings = self._settings()
-        if settings is not None:
-            settings.setValue("geometry", self.saveGeometry())
-            settings.setValue("state", self.saveState())
-            settings.sync()
-
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.running and self.session is not None:
             if not self.confirm_stop():
@@ -464,7 +357,7 @@ class MainWindow(QMainWindow):
                 return
             self.session.stop_blocking()
             self.session.close()
-        self._save_layout()
+        save_layout(self, self.settings_file)
         self.ticker.stop()
         self.monitor.timer.stop()
         self.sampler.stop()

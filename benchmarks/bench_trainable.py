@@ -1,19 +1,29 @@
 """The benchmark's plain `train(config)`: a small torch MLP on fixed random data, single-threaded.
 
 Deterministic for a config, so the serial loop, multiprocessing.Pool and gridwatch must agree exactly (on
-`loss`; the other two figures are timings). It also returns its own CPU time, counted from after `import torch`
-(so a process's first trial does not carry the import): `cpu_s` is the calling thread's (the training itself),
-`proc_cpu_s` the whole process's over the same span (other threads of the worker running meanwhile add to it).
-`started`/`ended` (time.time()) and `pid` let the benchmark see when each process began and stopped training.
+`loss`; every other figure it returns is a timing, for benchmarks/grid_throughput.py):
+  cpu_s        the calling thread's CPU from after `import torch` to the return: the training itself
+  proc_cpu_s   the whole process's CPU over the same span (other threads of the worker add to it)
+  started, ended, pid   time.time() stamps and the process, to see when each process began and stopped training
+and on the first trial of each process only:
+  startup_cpu  the process's CPU when this trial could start training (interpreter, imports, torch, ...)
+  pre_torch_cpu  the process's CPU before torch was imported, or -1 where torch came first (unknown split)
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+
+# The process's CPU when this module was loaded: by a spawned Pool worker unpickling its first task, by
+# gridwatch's worker preloading the trainable (both before they import torch), by a serial loop at its start.
+_LOADED = (os.getpid(), time.process_time(), "torch" in sys.modules)
+_seen_pids: set[int] = set()
 
 
 def train(config: dict) -> dict:
+    entry, had_torch = time.process_time(), "torch" in sys.modules
     import torch
 
     started, t_thread, t_proc = time.time(), time.thread_time(), time.process_time()
@@ -32,5 +42,15 @@ def train(config: dict) -> dict:
             loss = torch.nn.functional.cross_entropy(model(x[i:i + 128]), y[i:i + 128])
             loss.backward()
             opt.step()
-    return {"loss": round(loss.item(), 6), "cpu_s": time.thread_time() - t_thread,
-            "proc_cpu_s": time.process_time() - t_proc, "started": started, "ended": time.time(), "pid": os.getpid()}
+    out = {"loss": round(loss.item(), 6), "cpu_s": time.thread_time() - t_thread,
+           "proc_cpu_s": time.process_time() - t_proc, "started": started, "ended": time.time(), "pid": os.getpid()}
+    if os.getpid() not in _seen_pids:
+        _seen_pids.add(os.getpid())
+        if _LOADED[0] == os.getpid() and not _LOADED[2]:
+            pre = _LOADED[1]
+        elif _LOADED[0] != os.getpid() and not had_torch:  # forked with this module loaded, torch not yet
+            pre = entry
+        else:
+            pre = -1.0
+        out.update(startup_cpu=t_proc, pre_torch_cpu=pre)
+    return out

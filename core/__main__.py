@@ -1,7 +1,5 @@
 """`python -m gridwatch`: the command line (`gridwatch run|devices|report|runs`)."""
 
-import sys
+from gridwatch.cli import exit_after
 
-from gridwatch.cli import main
-
-sys.exit(main())
+exit_after()

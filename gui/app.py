@@ -75,6 +75,6 @@ def entry(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args:
         return main([])
-    from gridwatch.cli import main as cli_main
+    from gridwatch.cli import exit_after
 
-    return cli_main(args)
+    exit_after(args)

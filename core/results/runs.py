@@ -5,6 +5,7 @@ the learned estimates and Open run… see every run. `$GRIDWATCH_RUNS` overrides
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -32,10 +33,18 @@ def new_db_path(name: str, folder: Path | None = None) -> Path:
     return (folder or runs_dir()) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}{SUFFIX}"
 
 
+def files_of(name: str, folder: Path | None = None) -> list[Path]:
+    """Results files named for the grid called `name`, newest first: `<name>-<date>-<time>.gridwatch.db`
+    exactly, so grid "exp" never picks up "exp-b"'s files."""
+    pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}" + re.escape(SUFFIX))
+    found = [p for p in (folder or runs_dir()).glob(f"{name}-*{SUFFIX}") if pattern.fullmatch(p.name)]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def latest_db(name: str, folder: Path | None = None) -> Path | None:
     """The newest results file of the grid called `name`."""
-    found = sorted((folder or runs_dir()).glob(f"{name}-*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    found = files_of(name, folder)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

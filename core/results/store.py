@@ -60,9 +60,8 @@ def _none(v: float) -> float | None:
     return None if v != v else v
 
 
-def previous_estimates(folder: Path, name: str, exclude: Path) -> list[tuple[str, str, float, int, float]]:
-    """What the newest earlier run of the same grid learned, so this run starts informed."""
-    files = sorted(folder.glob(f"{name}-*.gridwatch.db"), key=lambda p: p.stat().st_mtime, reverse=True)
+def previous_estimates(files: list[Path], exclude: Path) -> list[tuple[str, str, float, int, float]]:
+    """What the newest earlier run of the same grid learned (files newest first), so this run starts informed."""
     for f in files:
         if f.resolve() == exclude.resolve():
             continue

@@ -95,7 +95,7 @@ def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False
         store.close()
         raise PlanError(f"{path} already holds results: pass --resume to continue it, or another --db")
     done = store.begin(grid, all_trials, [s.id for s in slots])
-    learned = store.estimates() or previous_estimates(path.parent, grid.name, path)
+    learned = store.estimates() or previous_estimates(runs.files_of(grid.name, path.parent), path)
     budgets = devices.memory_budgets(machine, grid.devices, slots)
     return PlannedRun(grid, all_trials, slots, store, done, machine, Estimates.from_rows(learned), budgets)
 

@@ -42,7 +42,7 @@ test: install lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 lint: install typecheck
-	$(BIN)/ruff check core gui tests benchmarks main.py
+	$(BIN)/ruff check core gui resources tests benchmarks main.py
 
 # mypy on the package as users install it: what the wheel holds, copied into build/typecheck (core/ ->
 # gridwatch, gui/ -> gridwatch/gui; see [tool.mypy] in pyproject.toml), so every `gridwatch.*` import resolves

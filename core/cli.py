@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from gridwatch import __version__
 from gridwatch.grid.spec import DeviceSpec, SpecError
 from gridwatch.grid.trials import RunStatus
+from gridwatch.resources import DEMO_GRID
 from gridwatch.results import runs
 from gridwatch.results.report import (
     failures_text,
@@ -39,9 +41,10 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gridwatch", description="Run a grid of model trainings on every "
                                 "CPU core and GPU of this machine, and watch it work.")
+    p.add_argument("--version", action="version", version=f"gridwatch {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run a grid file headless, with a progress bar and a leaderboard")
-    run.add_argument("grid", help="grid file (TOML)")
+    run.add_argument("grid", help='grid file (TOML), or "demo" for the built-in demo grid')
     run.add_argument("--db", help=f"results file (default: <name>-<time>.gridwatch.db in the runs folder, "
                      f"{runs.runs_dir()}; ${runs.ENV} changes it)")
     run.add_argument("--resume", action="store_true",
@@ -116,6 +119,8 @@ def bar_line(p: Progress, width: int = 24) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.grid == "demo" and not Path(args.grid).exists():
+        args.grid = str(DEMO_GRID)
     planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus, max_trials=args.max_trials)
     if planned.machine.gpu_note:
         print(f"gridwatch: {planned.machine.gpu_note}: CPU only", file=sys.stderr)
@@ -222,7 +227,11 @@ def exit_after(argv: list[str] | None = None) -> NoReturn:
     """Run the command, then leave without the interpreter's teardown: everything is printed and every
     results file closed, and with Qt, psutil and sqlite loaded the teardown costs each run CPU for nothing
     (the slot workers end the same way)."""
-    code = main(argv)
+    try:
+        code = main(argv)
+    except BrokenPipeError:  # `gridwatch report ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_OK
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -6,12 +6,10 @@ Widgets are imported only when the window opens, so the CLI starts fast and work
 from __future__ import annotations
 
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-RESOURCES = Path(str(resources.files("gridwatch.resources")))  # a real folder: wheels install unzipped
-DEMO_GRID = RESOURCES / "demo.toml"
+from gridwatch.resources import DEMO_GRID, ICON
 
 
 def get_qapp(argv: list[str] | None = None) -> Any:
@@ -28,9 +26,8 @@ def get_qapp(argv: list[str] | None = None) -> Any:
     import pyqtgraph as pg
 
     pg.setConfigOptions(background="w", foreground="#37474f", antialias=False)
-    icon = RESOURCES / "gridwatch.svg"
-    if icon.exists():
-        app.setWindowIcon(QIcon(str(icon)))
+    if ICON.exists():
+        app.setWindowIcon(QIcon(str(ICON)))
     return app
 
 
@@ -63,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         print("gridwatch: no display (DISPLAY and WAYLAND_DISPLAY are unset), so no window. "
               "Run a grid headless with: gridwatch run GRID.toml", file=sys.stderr)
         return 2
-    app = get_qapp()
     grid = next((a for a in args if a.endswith(".toml")), None)
     db = next((a for a in args if a.endswith(".db")), None)
+    for given in (grid, db):
+        if given is not None and not Path(given).is_file():
+            print(f"gridwatch: error: {given}: no such file", file=sys.stderr)
+            return 2
+    app = get_qapp()
     window = make_window(grid, db)
     window.show()
     return int(app.exec())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from gridwatch.gui.app import RESOURCES
 from gridwatch.gui.grid_editor import GridEditor
+from gridwatch.resources import FOLDER as RESOURCES
 
 FILTER = "Grid (*.toml)"
 

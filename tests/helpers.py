@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -128,3 +129,17 @@ def gated_grid(folder: Path, axes: str = "", folds: int = 2, devices: str = "cpu
         models += f"[model.grid]\n{axes}\n"
     models += f'[model.fixed]\ndir = "{folder}"\n' + (f"free = {free}\n" if free else "")
     return grid(folder, models, folds=folds, devices=devices)
+
+
+def finished_ids(db: Path) -> set[str]:
+    """Ids of the finished trials in a results file; empty while the CLI has not created it yet."""
+    if not db.exists():  # connecting would create it, and the CLI would then refuse it
+        return set()
+    try:
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            return {t for (t,) in conn.execute("SELECT id FROM trials WHERE state='finished'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not created yet, or mid-creation
+        return set()

@@ -14,6 +14,7 @@ from helpers import (
     cli,
     cli_popen,
     descendants,
+    finished_ids,
     gated_grid,
     grid,
     is_worker,
@@ -99,26 +100,13 @@ def test_failed_trial_gives_exit_1(outside):
     assert r.returncode == 1 and "RuntimeError: no" in r.stdout
 
 
-def _finished(db_path):
-    if not db_path.exists():  # connecting would create it, and the CLI would then refuse it
-        return set()
-    try:
-        db = sqlite3.connect(db_path, timeout=1)
-        try:
-            return {r[0] for r in db.execute("SELECT id FROM trials WHERE state='finished'")}
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return set()
-
-
 def test_ctrl_c_stops_workers_keeps_results_and_resume_runs_the_rest(outside):
     # four trials finish at once; the others are held at the gate until it is opened for --resume
     g = gated_grid(outside, "x = [1, 2, 3, 4, 5]", free=4)
     db = outside / "r.db"
     proc = cli_popen("run", str(g), "--db", str(db), cwd=outside)
     try:
-        wait_for(lambda: len(_finished(db)) == 4 and len(running_workers(outside)) == 2, 60,
+        wait_for(lambda: len(finished_ids(db)) == 4 and len(running_workers(outside)) == 2, 60,
                  "four finished trials and both slot workers held mid-trial")
         kids = alive(descendants(proc.pid))
         workers = [k for k in kids if is_worker(k)]
@@ -131,7 +119,7 @@ def test_ctrl_c_stops_workers_keeps_results_and_resume_runs_the_rest(outside):
             proc.communicate()
     assert proc.returncode == 130, err
     wait_for(lambda: not alive(kids), 5, lambda: f"no worker process left behind: {alive(kids)}")
-    before = _finished(db)
+    before = finished_ids(db)
     assert len(before) == 4 and "--resume" in err
     (outside / "gate").touch()
     r = cli("run", str(g), "--db", str(db), "--resume", cwd=outside)
@@ -142,7 +130,7 @@ def test_ctrl_c_stops_workers_keeps_results_and_resume_runs_the_rest(outside):
     assert list(sessions.values()) == ["stopped", "done"]
     second = {t for (t,) in conn.execute("SELECT id FROM trials WHERE session_id=2")}
     assert not (second & before), "no finished trial ran again"
-    assert len(_finished(db)) == 10
+    assert len(finished_ids(db)) == 10
 
 
 def test_demo_grid_end_to_end(tmp_path):

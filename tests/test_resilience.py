@@ -18,6 +18,7 @@ from helpers import (
     cli,
     cli_popen,
     descendants,
+    finished_ids,
     gated_grid,
     grid,
     is_worker,
@@ -213,20 +214,6 @@ def test_kill_9_during_heavy_writes_never_corrupts_the_file(outside):
         conn.close()
 
 
-def _finished(db):
-    """Ids of the finished trials in the results file."""
-    if not db.exists():  # connecting would create it, and the CLI would then refuse it
-        return set()
-    try:
-        conn = sqlite3.connect(db, timeout=10)
-        try:
-            return {t for (t,) in conn.execute("SELECT id FROM trials WHERE state='finished'")}
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:  # not created yet
-        return set()
-
-
 def test_kill_9_of_the_cli_then_resume_gives_the_same_trials(outside):
     # four trials finish at once; the others are held at the gate while it is closed
     g = gated_grid(outside, "x = [1, 2, 3, 4, 5]", free=4)
@@ -238,7 +225,7 @@ def test_kill_9_of_the_cli_then_resume_gives_the_same_trials(outside):
     db = outside / "r.db"
     proc = cli_popen("run", str(g), "--db", str(db), "--quiet", cwd=outside)
     try:
-        wait_for(lambda: len(_finished(db)) == 4 and len(running_workers(outside)) == 2, 60,
+        wait_for(lambda: len(finished_ids(db)) == 4 and len(running_workers(outside)) == 2, 60,
                  "four finished trials and both slot workers held mid-trial")
         kids = alive(descendants(proc.pid))
         workers = [k for k in kids if is_worker(k)]
@@ -248,7 +235,7 @@ def test_kill_9_of_the_cli_then_resume_gives_the_same_trials(outside):
         proc.communicate()
     wait_for(lambda: not alive(kids), 10, lambda: f"no descendant process left after kill -9 of the CLI: "
                                                   f"{alive(kids)}")
-    before = _finished(db)
+    before = finished_ids(db)
     assert len(before) == 4, "killed mid-run: four trials finished, six left for --resume"
     (outside / "gate").touch()
     r = cli("run", str(g), "--db", str(db), "--resume", "--quiet", cwd=outside)

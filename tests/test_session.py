@@ -107,7 +107,7 @@ def test_pause_stops_new_dispatch(qtbot, outside):
 def test_gpu_only_model_without_gpu_is_bad_input(outside):
     write(outside / "t.py", "def fit(config):\n    return {}\n")
     g = grid(outside, '[[model]]\nname = "g"\ntrainable = "t.py:fit"\ndevice = "gpu"\n', devices='gpus = "none"')
-    with pytest.raises(PlanError, match='device = "gpu"'):
+    with pytest.raises(PlanError, match=r'grid.toml: model\[0\] \(g\).device: "gpu", but this run has no GPU slot'):
         plan_run(g, db=outside / "r.db")
 
 

@@ -75,3 +75,14 @@ def test_runs_lists_every_run_in_the_runs_folder(outside):
     assert listed.returncode == 0
     line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("listed"))
     assert " done " in line and "4/4" in line and "acc 0.2000 (m x=2)" in line
+
+
+def test_the_primary_metric_is_the_first_one_the_trainable_returns(outside):
+    write(outside / "t.py", "def fit(config):\n    return {'zeta': float(config['x']), 'acc': 0.5}\n")
+    g = grid(outside, '[[model]]\nname = "m"\ntrainable = "t.py:fit"\n[model.grid]\nx = [1, 2]\n')
+    r = cli("run", str(g), "--db", str(outside / "r.db"), "--gpus", "none", cwd=outside)
+    assert r.returncode == 0, r.stderr[-2000:]
+    board = r.stdout.split("Leaderboard")[1].splitlines()
+    assert any("zeta ↑" in line and "x=2" in line for line in board[3:4]), "ranked by zeta, best (2) first"
+    rows = json.loads(cli("report", str(outside / "r.db"), "--format", "json", cwd=outside).stdout)
+    assert [k for k in rows[0] if k.startswith("metric.")] == ["metric.zeta", "metric.acc"]

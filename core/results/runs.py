@@ -30,13 +30,19 @@ def runs_dir() -> Path:
 
 
 def new_db_path(name: str, folder: Path | None = None) -> Path:
-    return (folder or runs_dir()) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}{SUFFIX}"
+    """`<name>-<date>-<time>.gridwatch.db`, with `-2`, `-3`... for runs started within the same second."""
+    base = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = (folder or runs_dir()) / f"{base}{SUFFIX}", 1
+    while path.exists():
+        n += 1
+        path = path.with_name(f"{base}-{n}{SUFFIX}")
+    return path
 
 
 def files_of(name: str, folder: Path | None = None) -> list[Path]:
     """Results files named for the grid called `name`, newest first: `<name>-<date>-<time>.gridwatch.db`
     exactly, so grid "exp" never picks up "exp-b"'s files."""
-    pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}" + re.escape(SUFFIX))
+    pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?" + re.escape(SUFFIX))
     found = [p for p in (folder or runs_dir()).glob(f"{name}-*{SUFFIX}") if pattern.fullmatch(p.name)]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 

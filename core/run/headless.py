@@ -87,8 +87,9 @@ def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False
     stuck = unplaceable(all_trials, {s.kind for s in slots})
     if stuck:
         why = machine.gpu_note or "no GPU slot in this run"
-        raise PlanError(f'model {stuck[0].model!r} has device = "{stuck[0].device_pref}" but this run has no '
-                        f'{stuck[0].device_pref.upper()} slot ({why})')
+        i, model = next((i, m) for i, m in enumerate(grid.models) if m.name == stuck[0].model)
+        raise PlanError(f'{grid.path}: model[{i}] ({model.name}).device: "{model.device}", but this run has no '
+                        f'{model.device.upper()} slot ({why}); use device = "any" to run it where it can')
     path = _db_path(grid, db, resume)
     store = ResultStore(path)
     if not resume and store.trials():

@@ -43,7 +43,7 @@ def describe_exit(code: int, crashed: bool) -> str:
 class SlotWorker(QObject):
     """Protocol lines arrive as `message`; anything written straight to fd 1/2 arrives as `stray_line`."""
 
-    message = Signal(object, dict)  # (self, decoded message)
+    message = Signal(object, object)  # (self, decoded message: a dict; `object` keeps its key order)
     stray_line = Signal(object, str)  # (self, line) output that bypassed Python's sys.stdout/stderr
     exited = Signal(object, str)  # (self, description)
 

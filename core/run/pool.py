@@ -21,7 +21,7 @@ STRAY_KEPT = 20  # lines a worker printed outside any trial, kept to explain a w
 
 
 class WorkerPool(QObject):
-    message = Signal(object, dict)  # (SlotWorker, decoded message)
+    message = Signal(object, object)  # (SlotWorker, decoded message): `dict` would sort its keys (QVariantMap)
     stray_line = Signal(object, str)  # (SlotWorker, line printed outside the protocol)
     exited = Signal(object, str)  # (SlotWorker, how it exited): already removed from the pool
     pids_changed = Signal(dict)  # slot id -> worker pid

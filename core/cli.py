@@ -160,8 +160,9 @@ def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> Non
     info = store.run_info()
     ours = session.trials()
     rows = [r for r in store.trials() if r.id in ours]
+    whole = summarize(rows, info["models"], info["folds"])
     print("\nLeaderboard (cross-validation over folds; best first)")
-    print(leaderboard_text(summarize(rows, info["models"], info["folds"]).board))
+    print(leaderboard_text(whole.board))
     ran = summarize([r for r in rows if r.started is not None and r.started >= session.started_at - 1], [], 0,
                     wall_s)
     if ran.timed:
@@ -179,7 +180,7 @@ def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> Non
         for fix, lines in fixes.items():
             print("\n".join(lines))
             print(f"  fix: {fix}")
-    failures = failures_text(summarize(rows, [], 0))
+    failures = failures_text(whole)
     if failures:
         print("\n".join(failures) + (f" (gridwatch report {store.path})" if failures[-1].startswith("...") else ""))
     print(f"results: {store.path}")

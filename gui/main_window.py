@@ -36,7 +36,7 @@ from gridwatch.gui.window_layout import restore_layout, save_layout
 from gridwatch.results import runs
 from gridwatch.results.replay import live_from_store
 from gridwatch.results.store import ResultStore, StoreError
-from gridwatch.results.summary import rows_of, summarize
+from gridwatch.results.summary import summarize
 from gridwatch.run.devices import DeviceError, Machine
 from gridwatch.run.headless import MAX_TRIALS, PlanError, SnapshotBridge, plan_grid
 from gridwatch.run.live import LiveTrial
@@ -306,10 +306,8 @@ class MainWindow(QMainWindow):
         if self.store is None:
             self.board.show_board([])
             return
-        stored = {r.id: r for r in self.store.trials()}
-        rows = [stored.get(r.id, r) for r in rows_of(self.live)]
         wall = self.session.progress().elapsed_s if self.session is not None else None
-        summary = summarize(rows, self.models_meta, self.folds, wall)
+        summary = summarize(self.live.values(), self.models_meta, self.folds, wall)  # no re-read of the file
         self.board.show_board(summary.board)
         self.timing.show_summary(summary)
 

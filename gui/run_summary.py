@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gridwatch.results.summary import rows_of, summarize
+from gridwatch.results.summary import summarize
 from gridwatch.run.devices import Slot
 from gridwatch.run.live import LiveTrial
 from gridwatch.run.progress import format_seconds
@@ -23,7 +23,7 @@ def status_text(live: Mapping[str, LiveTrial], session: RunSession | None) -> st
         extra = f" · running {sum(p.running.values())}"
         if session.status is None:
             extra += f" · ETA {format_seconds(p.eta_s)}" + (" · paused" if p.paused else "")
-    s = summarize(rows_of(live), [], 0, wall)
+    s = summarize(live.values(), [], 0, wall)
     text = f"{s.ended}/{s.total} done" + (f", {s.failed} failed" if s.failed else "") + extra
     if s.timed and s.wall_s > 0:
         text += f" · speedup {s.speedup:.2f}x"

@@ -1,9 +1,10 @@
 """Telemetry rows in the results file: one encoder, one decoder, a replay equal to what was sampled."""
 
 import math
+from dataclasses import fields
 
 from gridwatch.telemetry.nvml import GpuSample
-from gridwatch.telemetry.records import Key, decode, encode
+from gridwatch.telemetry.records import GPU, SLOT, Key, decode, encode
 from gridwatch.telemetry.sampler import ProcSample, Snapshot
 
 NAN = math.nan
@@ -39,3 +40,8 @@ def test_keys_read_back_as_what_they_are_and_unknown_ones_are_skipped():
 def test_snapshots_come_back_in_time_order():
     rows = encode(snap(2.0)) + encode(snap(1.0))
     assert [s.t for s in decode(rows)] == [1.0, 2.0]
+
+
+def test_the_stored_fields_are_fields_of_the_samples():
+    assert set(GPU.values()) <= {f.name for f in fields(GpuSample)}
+    assert set(SLOT) <= {f.name for f in fields(ProcSample)}

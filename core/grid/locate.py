@@ -82,14 +82,10 @@ def _find_module_file(dotted: str, search: list[str]) -> Path | None:
 def _meta_path_spec(name: str) -> importlib.machinery.ModuleSpec | None:
     """Ask the meta-path finders other than the plain path finder (which already looked, on search_path)."""
     for finder in sys.meta_path:
-        if finder is importlib.machinery.PathFinder or not hasattr(finder, "find_spec"):
-            continue
-        if finder in (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter):
-            spec = finder.find_spec(name)
-        else:
+        if finder is not importlib.machinery.PathFinder and hasattr(finder, "find_spec"):
             spec = finder.find_spec(name, None)
-        if spec is not None:
-            return spec
+            if spec is not None:
+                return spec
     return None
 
 

@@ -70,10 +70,6 @@ class GridSpec:
     models: tuple[ModelSpec, ...]
     text: str = field(default="", repr=False)
 
-    @property
-    def directory(self) -> Path:
-        return Path(self.path).parent
-
 
 def load_grid(path: str | Path) -> GridSpec:
     """Read and validate a grid file."""

@@ -291,7 +291,3 @@ class ResultStore:
         """The newest session's status: done, failed, stopped, or running (a live run, or one that died)."""
         row = self.db.execute("SELECT status FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
         return str(row[0]) if row else "new"
-
-    def session_times(self) -> tuple[float, float | None]:
-        row = self.db.execute("SELECT started, ended FROM sessions WHERE id=?", (self.session_id,)).fetchone()
-        return (row[0], row[1]) if row else (time.time(), None)

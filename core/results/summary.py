@@ -6,13 +6,39 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gridwatch.grid.trials import ENDED_STATES, FAILED_STATES, TrialState
 from gridwatch.results.store import TrialRow
-from gridwatch.run.live import LiveTrial
+
+
+class TrialLike(Protocol):
+    """What a summary reads of a trial: a stored TrialRow and a LiveTrial both are one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def config_key(self) -> str: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def slot(self) -> str | None: ...
+    @property
+    def started(self) -> float | None: ...
+    @property
+    def ended(self) -> float | None: ...
+    @property
+    def duration(self) -> float | None: ...
+    @property
+    def metrics(self) -> dict[str, float]: ...
+    @property
+    def reason(self) -> str | None: ...
 
 LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|perplexity|time|cost", re.IGNORECASE)
 
@@ -35,7 +61,7 @@ def infer_goal(metric: str) -> str:
     return "min" if LOWER_IS_BETTER.search(metric) else "max"
 
 
-def primary_metric(model: dict[str, Any], rows: list[TrialRow]) -> tuple[str | None, str]:
+def primary_metric(model: dict[str, Any], rows: Sequence[TrialLike]) -> tuple[str | None, str]:
     """The model's `metric` if set, else the first metric its first finished trial returned."""
     metric = model.get("metric")
     if metric is None:
@@ -47,14 +73,14 @@ def primary_metric(model: dict[str, Any], rows: list[TrialRow]) -> tuple[str | N
     return metric, goal
 
 
-def leaderboard(rows: list[TrialRow], models: list[dict[str, Any]], folds: int) -> list[ConfigResult]:
+def leaderboard(rows: Sequence[TrialLike], models: list[dict[str, Any]], folds: int) -> list[ConfigResult]:
     """Best first. One ranking if all models share metric and goal, else best first within each model."""
     out: list[ConfigResult] = []
     for model in models:
         metric, goal = primary_metric(model, rows)
         if metric is None:
             continue
-        groups: dict[str, list[TrialRow]] = {}
+        groups: dict[str, list[TrialLike]] = {}
         for r in rows:
             if r.model == model["name"]:
                 groups.setdefault(r.config_key, []).append(r)
@@ -90,8 +116,8 @@ def _std(v: list[float]) -> float:
 class RunSummary:
     total: int
     counts: dict[TrialState, int]
-    failures: dict[TrialState, list[TrialRow]]  # failed / timeout: which trials, with their reasons
-    timed: list[TrialRow]  # ended trials with a duration, in start order
+    failures: dict[TrialState, list[TrialLike]]  # failed / timeout: which trials, with their reasons
+    timed: list[TrialLike]  # ended trials with a duration, in start order
     serial_s: float  # Σ durations: what one-at-a-time would have taken
     wall_s: float
     board: list[ConfigResult] = field(default_factory=list)
@@ -112,16 +138,16 @@ class RunSummary:
     def speedup(self) -> float:
         return self.serial_s / self.wall_s if self.wall_s > 0 and self.timed else math.nan
 
-    def failed_rows(self) -> list[TrialRow]:
+    def failed_rows(self) -> list[TrialLike]:
         return [r for rows in self.failures.values() for r in rows]
 
 
-def summarize(rows: Iterable[TrialRow], models: list[dict[str, Any]], folds: int, wall_s: float | None = None
+def summarize(rows: Iterable[TrialLike], models: list[dict[str, Any]], folds: int, wall_s: float | None = None
               ) -> RunSummary:
     """`wall_s` defaults to first start -> last end of the rows (a finished run read back)."""
     rows = list(rows)
     counts: dict[TrialState, int] = {}
-    failures: dict[TrialState, list[TrialRow]] = {}
+    failures: dict[TrialState, list[TrialLike]] = {}
     for r in rows:
         state = TrialState(r.state)
         counts[state] = counts.get(state, 0) + 1
@@ -136,16 +162,6 @@ def summarize(rows: Iterable[TrialRow], models: list[dict[str, Any]], folds: int
     serial = sum(r.duration or 0.0 for r in timed)
     board = leaderboard(rows, models, folds) if models else []
     return RunSummary(len(rows), counts, failures, timed, serial, wall_s, board)
-
-
-def rows_of(live: Mapping[str, LiveTrial]) -> list[TrialRow]:
-    """Live trials in the shape the results file gives them back, so one summary serves both."""
-    out = []
-    for lt in live.values():
-        t = lt.trial
-        out.append(TrialRow(t.id, t.model, t.config_key, t.params, t.fold, t.device_pref, str(lt.state), lt.slot,
-                            None, 0, lt.started, lt.ended, lt.reason, lt.metrics, "", lt.peak_mem))
-    return out
 
 
 def dispatch_gaps(rows: list[TrialRow]) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from gridwatch.grid.trials import FAILED_STATES, Trial, TrialState
 from gridwatch.run.progress import Progress, estimate_eta
@@ -31,6 +32,23 @@ class LiveTrial:
     oom_tries: int = 0  # times it ran out of memory
     steps: list[tuple[str, int, float, float]] = field(default_factory=list)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+
+    # read like a stored TrialRow, so one run summary serves a live run and a results file
+    @property
+    def id(self) -> str:
+        return self.trial.id
+
+    @property
+    def model(self) -> str:
+        return self.trial.model
+
+    @property
+    def config_key(self) -> str:
+        return self.trial.config_key
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.trial.params
 
     @property
     def duration(self) -> float | None:

@@ -209,9 +209,6 @@ class TrialScheduler:
         """A copy of why each queued trial has not started (see `waiting`)."""
         return dict(self.waiting)
 
-    def drain(self) -> list[Trial]:
-        rest, self._queue = self._queue, []
-        return rest
 
 
 def unplaceable(trials: Iterable[Trial], kinds: set[str]) -> list[Trial]:

@@ -50,9 +50,9 @@ class RunSession(QObject):
         super().__init__(parent)
         done_ids = done_ids or set()
         models = {m.name: m for m in grid.models}
-        kept = {r.id: Kept(r.slot, r.started, r.ended, r.metrics, r.peak_mem)
-                for r in (store.trials() if done_ids else []) if r.id in done_ids}
-        kept.update({tid: Kept(None, None, None, {}, None) for tid in done_ids - kept.keys()})
+        stored = {r.id: r for r in store.trials()} if done_ids else {}
+        kept = {tid: Kept(r.slot, r.started, r.ended, r.metrics, r.peak_mem) if (r := stored.get(tid)) else
+                Kept(None, None, None, {}, None) for tid in done_ids}  # a resumed run shows what it keeps
         scheduler = TrialScheduler([t for t in trials if t.id not in done_ids], estimates or Estimates(),
                                    dict(budgets or {}), probe_alone)
         self.lifecycle = TrialLifecycle(models, trials, scheduler, kept, self.log_line.emit)
@@ -65,7 +65,6 @@ class RunSession(QObject):
         self.pool.gave_up.connect(self.notice)
         self.recorder = Recorder(store, self._on_store_error)
         self.detector = StarvationDetector()
-        self.store = store
         self._slots = list(slots)
         self._last_gpus: tuple[GpuSample, ...] = ()  # the newest GPU readings, for VRAM admission
         self._paused = False
@@ -120,9 +119,6 @@ class RunSession(QObject):
     @property
     def paused(self) -> bool:
         return self._paused
-
-    def trial(self, trial_id: str) -> LiveTrial:
-        return self.lifecycle.live[trial_id]
 
     def trials(self) -> Mapping[str, LiveTrial]:
         """Every trial of the run as it is now (read-only: the lifecycle changes them)."""

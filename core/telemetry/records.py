@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from gridwatch.telemetry.nvml import GpuSample
 from gridwatch.telemetry.sampler import ProcSample, Snapshot
@@ -120,7 +120,3 @@ class TelemetryRecorder:
     def take(self) -> list[tuple[float, str, float]]:
         rows, self.pending = self.pending, []
         return rows
-
-
-assert set(GPU.values()) <= {f.name for f in fields(GpuSample)}
-assert set(SLOT) <= {f.name for f in fields(ProcSample)}

@@ -33,7 +33,7 @@ class PeakMeter:
         self.early = early
         self.peak_children = 0.0
         self._own_peak = 0.0  # polled, only where the high-water mark cannot be reset
-        self._hwm = _reset_high_water_mark()
+        self._hwm = False  # the kernel's high-water mark was reset for this trial (set by start)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

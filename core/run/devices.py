@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psutil
@@ -20,10 +21,15 @@ class DeviceError(ValueError):
 
 @dataclass(frozen=True)
 class GpuInfo:
-    index: int
+    index: int  # as CUDA numbers it for this process: 0..n-1 among the GPUs CUDA_VISIBLE_DEVICES allows
     name: str
-    memory_total: int  # bytes
-    uuid: str = ""
+    memory_total: int  # bytes; 0 where NVML may not say (no permission)
+    uuid: str = ""  # "GPU-..." : what each worker's CUDA_VISIBLE_DEVICES names
+    nvml_index: int = -1  # NVML's (PCI bus) order over every GPU of the machine; -1: same as index
+
+    @property
+    def nvml(self) -> int:
+        return self.index if self.nvml_index < 0 else self.nvml_index
 
 
 @dataclass(frozen=True)
@@ -43,13 +49,15 @@ class Slot:
     threads: int
     gpu_index: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    cuda_id: str = ""  # the GPU's UUID (or NVML index) for the worker's CUDA_VISIBLE_DEVICES
 
     @property
     def torch_device(self) -> str:
         return "cuda" if self.kind == "gpu" else "cpu"
 
     def env(self) -> dict[str, str]:
-        """Each worker sees only its own device, so processes never fight over GPU memory."""
+        """Each worker sees only its own device, named by UUID: whatever order CUDA would number GPUs in, and
+        whatever CUDA_VISIBLE_DEVICES the user set, the worker's one visible GPU is the slot's."""
         n = str(self.threads)
         env = {
             "OMP_NUM_THREADS": n,
@@ -58,8 +66,8 @@ class Slot:
             "GRIDWATCH_THREADS": n,
             "GRIDWATCH_SLOT": self.id,
             "GRIDWATCH_DEVICE": self.torch_device,
-            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA numbers GPUs like NVML does
-            "CUDA_VISIBLE_DEVICES": "-1" if self.gpu_index is None else str(self.gpu_index),
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA numbers GPUs like NVML does (for an index fallback)
+            "CUDA_VISIBLE_DEVICES": "-1" if self.gpu_index is None else self.cuda_id or str(self.gpu_index),
         }
         env.update(self.extra_env)
         return env
@@ -77,33 +85,95 @@ def detect() -> Machine:
     )
 
 
-def detect_gpus() -> tuple[list[GpuInfo], str]:
-    if not _nvml_library_loads():
-        return [], "no NVIDIA GPU (NVML: driver library not found)"
+def detect_gpus(environ: Mapping[str, str] | None = None, nvml: Any = None) -> tuple[list[GpuInfo], str]:
+    """The GPUs this process may use: NVML's list, narrowed and renumbered by CUDA_VISIBLE_DEVICES as CUDA
+    would. Each GPU is read on its own: one that refuses a query (no permission, a MIG parent) is listed
+    with what could be read, or left out with a note, and never hides the others."""
+    env = os.environ if environ is None else environ
+    if nvml is None:
+        if not _nvml_library_loads():
+            return [], "no NVIDIA GPU (NVML: driver library not found)"
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return [], "no NVIDIA GPU (nvidia-ml-py is not installed)"
     try:
-        import pynvml
-    except ImportError:
-        return [], "no NVIDIA GPU (nvidia-ml-py is not installed)"
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
+        nvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - NVMLError, or a library mismatch (a plain Exception)
         return [], f"no NVIDIA GPU (NVML: {_nvml_reason(exc)})"
     try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            gpus.append(GpuInfo(i, name if isinstance(name, str) else name.decode(), int(mem.total),
-                                str(pynvml.nvmlDeviceGetUUID(h))))
-        return gpus, "" if gpus else "no NVIDIA GPU (NVML found no devices)"
-    except pynvml.NVMLError as exc:
-        return [], f"no NVIDIA GPU (NVML: {_nvml_reason(exc)})"
+        try:
+            count = int(nvml.nvmlDeviceGetCount())
+        except Exception as exc:  # noqa: BLE001
+            return [], f"no NVIDIA GPU (NVML: {_nvml_reason(exc)})"
+        found, notes = [], []
+        for i in range(count):
+            info, note = _read_gpu(nvml, i)
+            if info is not None:
+                found.append(info)
+            if note:
+                notes.append(note)
+        gpus, note = visible_gpus(found, env.get("CUDA_VISIBLE_DEVICES"))
+        if note:
+            notes.append(note)
+        if not gpus and not notes:
+            notes.append("no NVIDIA GPU (NVML found no devices)")
+        return gpus, "; ".join(notes)
     finally:
         try:
-            pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
+            nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001, S110 - nothing to do about a failed shutdown
             pass
+
+
+def _read_gpu(nvml: Any, i: int) -> tuple[GpuInfo | None, str]:
+    try:
+        h = nvml.nvmlDeviceGetHandleByIndex(i)
+    except Exception as exc:  # noqa: BLE001
+        return None, f"GPU {i} left out (NVML: {_nvml_reason(exc)})"
+    name, uuid, total, note = f"GPU {i}", "", 0, ""
+    try:
+        raw = nvml.nvmlDeviceGetName(h)
+        name = raw if isinstance(raw, str) else raw.decode()
+    except Exception:  # noqa: BLE001, S110 - the generic name stays
+        pass
+    try:
+        raw = nvml.nvmlDeviceGetUUID(h)
+        uuid = raw if isinstance(raw, str) else raw.decode()
+    except Exception:  # noqa: BLE001, S110 - workers then name it by index, in PCI order
+        pass
+    try:
+        total = int(nvml.nvmlDeviceGetMemoryInfo(h).total)
+    except Exception as exc:  # noqa: BLE001
+        note = f"GPU {i}: memory size unknown (NVML: {_nvml_reason(exc)}), so no VRAM budget"
+    return GpuInfo(i, name, total, uuid, nvml_index=i), note
+
+
+def visible_gpus(gpus: list[GpuInfo], cuda_visible: str | None) -> tuple[list[GpuInfo], str]:
+    """Narrow NVML's GPUs (`index` = NVML index) to those CUDA_VISIBLE_DEVICES allows, numbered as CUDA numbers
+    them. Entries are indices (in PCI bus order, which is NVML's) or UUIDs or UUID prefixes; like CUDA, the
+    first entry that names no GPU ends the list."""
+    if cuda_visible is None:
+        return [replace(g, index=i) for i, g in enumerate(gpus)], ""
+    chosen: list[GpuInfo] = []
+    stopped = ""
+    for entry in (e.strip() for e in cuda_visible.split(",")):
+        match: list[GpuInfo] = []
+        if entry.isdigit():
+            match = [g for g in gpus if g.nvml == int(entry)]
+        elif entry.startswith("GPU-"):
+            match = [g for g in gpus if g.uuid.startswith(entry)]
+        if len(match) != 1 or match[0] in chosen:
+            stopped = entry
+            break
+        chosen.append(match[0])
+    out = [replace(g, index=i) for i, g in enumerate(chosen)]
+    if not out:
+        return out, f"no NVIDIA GPU allowed (CUDA_VISIBLE_DEVICES={cuda_visible!r})"
+    if stopped:
+        why = "a MIG device (use the whole GPU's UUID)" if stopped.startswith("MIG-") else "no GPU here"
+        return out, f"CUDA_VISIBLE_DEVICES entry {stopped!r} is {why}: it and the entries after it are ignored"
+    return out, ""
 
 
 def _nvml_library_loads() -> bool:
@@ -118,12 +188,14 @@ def _nvml_library_loads() -> bool:
     return True
 
 
-def _nvml_reason(exc: Exception) -> str:
+def _nvml_reason(exc: BaseException) -> str:
     name = type(exc).__name__
     if "LibraryNotFound" in name:
         return "driver library not found"
     if "DriverNotLoaded" in name:
         return "driver not loaded"
+    if "NoPermission" in name:
+        return "no permission"
     return str(exc) or name
 
 
@@ -146,7 +218,7 @@ def memory_budgets(machine: Machine, spec: DeviceSpec, slots: list[Slot]) -> dic
         ram = min(ram, spec.ram_budget_gb * gib)
     budgets = {"host": max(ram, 0.0)}
     for g in machine.gpus:
-        if any(s.gpu_index == g.index for s in slots):
+        if g.memory_total > 0 and any(s.gpu_index == g.index for s in slots):
             budgets[f"gpu{g.index}"] = max(g.memory_total - spec.vram_reserve_gb * gib, 0.0)
     return budgets
 
@@ -190,6 +262,7 @@ def plan_slots(machine: Machine, spec: DeviceSpec, cpu_slots: int | None = None,
         n_cpu = default_cpu_slots(machine.physical_cores)
     wanted = gpus if gpus_given else spec.gpus
     present = [g.index for g in machine.gpus]
+    cuda_ids = {g.index: g.uuid or str(g.nvml) for g in machine.gpus}
     if wanted is None:
         indices = present
     else:
@@ -202,5 +275,5 @@ def plan_slots(machine: Machine, spec: DeviceSpec, cpu_slots: int | None = None,
     for g in indices:
         for k in range(spec.gpu_slots_per_gpu):
             sid = f"gpu{g}" if k == 0 else f"gpu{g}.{k}"
-            slots.append(Slot(sid, "gpu", spec.threads_per_cpu_slot, gpu_index=g))
+            slots.append(Slot(sid, "gpu", spec.threads_per_cpu_slot, gpu_index=g, cuda_id=cuda_ids[g]))
     return slots

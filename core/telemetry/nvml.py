@@ -67,16 +67,30 @@ class NoGpu:
 
 
 class NvmlReader:
-    def __init__(self, nvml: Any = None) -> None:
+    """Reads the GPUs this process may use (`gpus`: (NVML index, UUID) in CUDA's order), each by UUID where
+    known; reading i is the GPU CUDA calls i. Without `gpus`, every GPU NVML lists."""
+
+    def __init__(self, nvml: Any = None, gpus: list[tuple[int, str]] | None = None) -> None:
         if nvml is None:
             import pynvml
 
             nvml = pynvml
         self.nvml: Any = nvml
         nvml.nvmlInit()
-        self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+        if gpus is None:
+            gpus = [(i, "") for i in range(nvml.nvmlDeviceGetCount())]
+        self.handles = [self._handle(i, uuid) for i, uuid in gpus]
         self.note = ""
         self._last_ts = [0] * len(self.handles)
+        self._running = "nvmlDeviceGetComputeRunningProcesses"  # falls back to _v2 on drivers before R510
+
+    def _handle(self, index: int, uuid: str) -> Any:
+        if uuid:
+            try:
+                return self.nvml.nvmlDeviceGetHandleByUUID(uuid)
+            except Exception:  # noqa: BLE001, S110 - by index then, which NVML numbers the same way
+                pass
+        return self.nvml.nvmlDeviceGetHandleByIndex(index)
 
     def count(self) -> int:
         return len(self.handles)
@@ -104,32 +118,46 @@ class NvmlReader:
         mig = self._get(lambda: n.nvmlDeviceGetMigMode(h))
         if isinstance(mig, (list, tuple)) and mig and mig[0] == n.NVML_DEVICE_MIG_ENABLE:
             return {}, "MIG is enabled: NVML gives no per-process figures"
-        running = self._get(lambda: n.nvmlDeviceGetComputeRunningProcesses(h))
+        running, why = self._running_processes(h)
         if running is None:
-            return {}, "NVML cannot list the processes on this GPU"
+            return {}, f"NVML cannot list the processes on this GPU ({why})"
         memory = {int(p.pid): _bytes(getattr(p, "usedGpuMemory", None)) for p in running}
-        sm: dict[int, float] = {}
         try:
             samples = n.nvmlDeviceGetProcessUtilization(h, self._last_ts[index])
-        except n.NVMLError as exc:
-            samples = []
+        except Exception as exc:  # noqa: BLE001
             if not _is(n, exc, "NVMLError_NotFound"):  # NOT_FOUND: no samples since last time, not an error
-                return _procs(memory, sm), f"no per-process utilisation ({exc})"
+                return _procs(memory, {}), f"no per-process utilisation ({exc})"
+            samples = []
+        # A process on the GPU without a sample since the last read ran no kernel: 0 %, a real reading.
+        sm: dict[int, float] = dict.fromkeys(memory, 0.0)
         for s in samples:
             sm[int(s.pid)] = float(s.smUtil)
             self._last_ts[index] = max(self._last_ts[index], int(s.timeStamp))
         return _procs(memory, sm), ""
 
+    def _running_processes(self, h: Any) -> tuple[list[Any] | None, str]:
+        """NVML's compute processes. pynvml calls the _v3 symbol, which drivers before R510 lack: it then
+        raises NVMLLibraryMismatchError (a plain Exception); the _v2 symbol answers on those drivers."""
+        try:
+            return getattr(self.nvml, self._running)(h), ""
+        except Exception as exc:  # noqa: BLE001
+            older = "nvmlDeviceGetComputeRunningProcesses_v2"
+            if self._running != older and hasattr(self.nvml, older) and _missing_function(self.nvml, exc):
+                self._running = older
+                return self._running_processes(h)
+            return None, str(exc).split(". ")[0] or type(exc).__name__
+
     def _get(self, query: Callable[[], Any]) -> Any:
+        """One field: any failure (an NVMLError, or pynvml's plain-Exception library mismatch) is a gap."""
         try:
             return query()
-        except self.nvml.NVMLError:
+        except Exception:  # noqa: BLE001
             return None
 
     def close(self) -> None:
         try:
             self.nvml.nvmlShutdown()
-        except self.nvml.NVMLError:
+        except Exception:  # noqa: BLE001, S110 - nothing to do about a failed shutdown
             pass
 
 
@@ -152,6 +180,10 @@ def _is(nvml: Any, exc: Exception, name: str) -> bool:
     return isinstance(cls, type) and isinstance(exc, cls)
 
 
+def _missing_function(nvml: Any, exc: Exception) -> bool:
+    return _is(nvml, exc, "NVMLLibraryMismatchError") or _is(nvml, exc, "NVMLError_FunctionNotFound")
+
+
 def open_gpu_reader() -> GpuReader:
     from gridwatch.run.devices import detect_gpus
 
@@ -159,6 +191,6 @@ def open_gpu_reader() -> GpuReader:
     if not gpus:
         return NoGpu(note)
     try:
-        return NvmlReader()
+        return NvmlReader(gpus=[(g.nvml, g.uuid) for g in gpus])
     except Exception as exc:  # noqa: BLE001 - any NVML failure means: no GPU readings, said plainly
         return NoGpu(f"no NVIDIA GPU readings ({exc})")

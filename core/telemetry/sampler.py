@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import psutil
@@ -27,6 +27,7 @@ class ProcSample:
     threads: float = NAN
     gpu_mem: float = NAN  # bytes on the GPU held by the tree's processes (NVML)
     gpu_sm: float = NAN  # % SM utilisation attributed to the tree (NVML process samples)
+    busiest_thread: float = NAN  # % of one core used by the tree's busiest thread (a saturated Python loop)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class TelemetrySampler:
         self._last_io: tuple[float, float, float] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_cpu: dict[int, tuple[float, float]] = {}  # thread id -> (when, CPU seconds so far)
+        self.error = ""  # the last failed sample's exception, if any: sampling goes on
+        self.nested_pids = pid_namespace_nested()
         psutil.cpu_percent(percpu=True)  # prime: the first call has no interval to measure
 
     def set_rate(self, hz: float) -> None:
@@ -81,7 +85,12 @@ class TelemetrySampler:
     def _loop(self) -> None:
         next_t = time.monotonic()
         while not self._stop.is_set():
-            self.callback(self.sample())
+            try:
+                snap = self.sample()
+            except Exception as exc:  # noqa: BLE001 - one bad reading must not end telemetry for the run
+                self.error = f"{type(exc).__name__}: {exc}"
+            else:
+                self.callback(snap)
             next_t += self.interval_s
             delay = next_t - time.monotonic()
             if delay < 0:
@@ -97,11 +106,12 @@ class TelemetrySampler:
         notes = []
         for i in range(self.gpu.count()):
             found, note = self.gpu.processes(i)
-            on_gpu.update(found)
-            if not note and found and not any(psutil.pid_exists(pid) for pid in found):
-                note = "NVML's process ids are not this namespace's (a container?): no per-process figures"
+            if not note and found and (self.nested_pids or not any(psutil.pid_exists(p) for p in found)):
+                note = "NVML's process ids are the host's, not this container's: no per-process figures"
             if note:
                 notes.append(f"GPU {i}: {note}")
+            else:
+                on_gpu.update(found)
         with self._lock:
             procs = dict(self._procs)
         trials = {key: self._tree(pid, on_gpu, bool(notes)) for key, pid in procs.items()}
@@ -138,18 +148,40 @@ class TelemetrySampler:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue  # ended between the listing and now
         cpu = rss = threads = 0.0
+        busiest = NAN
+        read = False
+        now = time.monotonic()
         for p in members:
             try:
                 with p.oneshot():
+                    if p.status() == psutil.STATUS_ZOMBIE:  # ended, not yet reaped: nothing to read
+                        continue
                     cpu += p.cpu_percent(None)
                     rss += p.memory_info().rss
                     threads += p.num_threads()
+                    busiest = _max(busiest, self._busiest_thread(p, now))
+                read = True
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+        if not read:  # every process of the tree ended or refused its figures: unknown, not zero
+            return ProcSample()
         mine = [on_gpu[p.pid] for p in members if p.pid in on_gpu]
-        gpu_mem = sum(g.memory for g in mine) if mine else (NAN if gpu_unknown or not on_gpu else 0.0)
-        gpu_sm = sum(g.sm for g in mine) if mine else NAN
-        return ProcSample(cpu, rss, threads, gpu_mem, gpu_sm)
+        gpu_mem = _sum(g.memory for g in mine) if mine else (NAN if gpu_unknown or not on_gpu else 0.0)
+        gpu_sm = _sum(g.sm for g in mine)
+        return ProcSample(cpu, rss, threads, gpu_mem, gpu_sm, busiest)
+
+    def _busiest_thread(self, p: psutil.Process, now: float) -> float:
+        """% of one core used by p's busiest thread since the last sample (NaN on the first)."""
+        out = NAN
+        for th in p.threads():
+            spent = th.user_time + th.system_time
+            last = self._thread_cpu.get(th.id)
+            self._thread_cpu[th.id] = (now, spent)
+            if last is not None and now > last[0]:
+                out = _max(out, 100.0 * (spent - last[1]) / (now - last[0]))
+        if len(self._thread_cpu) > 4096:  # forget threads not seen for a while
+            self._thread_cpu = {k: v for k, v in self._thread_cpu.items() if v[0] >= now - 10.0}
+        return out
 
     def _proc(self, pid: int) -> psutil.Process:
         p = self._cache.get(pid)
@@ -158,3 +190,28 @@ class TelemetrySampler:
                 self._cache = {k: v for k, v in self._cache.items() if v.is_running()}
             p = self._cache[pid] = psutil.Process(pid)
         return p
+
+
+def _sum(values: Iterable[float]) -> float:
+    """The sum of the known values; NaN when none is known."""
+    known = [v for v in values if v == v]
+    return sum(known) if known else NAN
+
+
+def _max(a: float, b: float) -> float:
+    return b if a != a else a if b != b else max(a, b)
+
+
+def pid_namespace_nested(status: str | None = None) -> bool:
+    """True in a child PID namespace (most containers): NVML then reports the host's process ids, which do not
+    name this namespace's processes (even where one of them happens to exist here)."""
+    if status is None:
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+                status = f.read()
+        except OSError:
+            return False
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return len(line.split()) > 2  # "NSpid: <pid here> <pid in the parent namespace> ..."
+    return False

@@ -9,9 +9,15 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+from collections import deque
 from typing import Any, Protocol
+
+from gridwatch.worker.peak import ram_nearly_full, says_oom
+
+LAST_LINES = 30  # a failed command's last lines are searched for an out-of-memory report
 
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 SCALAR_RE = re.compile(rf"(?<![\w.])([A-Za-z_][\w./-]*)\s*[:=]\s*({NUMBER})(?![\w.:/])", re.IGNORECASE)
@@ -22,7 +28,9 @@ class Sender(Protocol):
 
 
 class CommandError(RuntimeError):
-    pass
+    def __init__(self, message: str, oom: bool = False) -> None:
+        super().__init__(message)
+        self.oom = oom  # it ran out of memory (its output says so, or the OOM killer took it)
 
 
 def build_args(template: str, config: dict[str, Any]) -> list[str]:
@@ -62,10 +70,12 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
         raise CommandError(f"command not executable: {args[0]}") from None
     final: dict[str, float] = {}
     steps: dict[str, int] = {}
+    last: deque[str] = deque(maxlen=LAST_LINES)
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:
             line = raw.rstrip("\n")
+            last.append(line)
             chan.send("log", trial_id=trial["id"], stream="stdout", line=line)
             for key, value in parse_metrics(line, regex).items():
                 steps[key] = steps.get(key, 0) + 1
@@ -75,5 +85,6 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
         code = proc.wait()
     if code != 0:
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        raise CommandError(f"command {how}")
+        oom = says_oom("\n".join(last)) or (code == -signal.SIGKILL and ram_nearly_full())
+        raise CommandError(f"command {how}" + (" (out of memory)" if oom else ""), oom=oom)
     return final

@@ -21,7 +21,7 @@ from typing import Any
 from gridwatch.grid.locate import load_trainable
 from gridwatch.worker import commands, prefetch, protocol
 from gridwatch.worker.metrics import clean_metrics
-from gridwatch.worker.peak import PeakMeter, is_oom
+from gridwatch.worker.peak import PeakMeter, is_oom, release_gpu_memory
 
 _current_trial: str | None = None
 
@@ -131,7 +131,9 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     _current_trial = trial["id"]
     chan.send("trial_started", trial_id=trial["id"], pid=os.getpid())
     prefetch.set_sink(_data_wait_sink(chan, trial["id"]))
-    meter = PeakMeter(lambda rss, vram: chan.send("memory_probe", trial_id=trial["id"], rss=rss, vram=vram))
+    own_vram = trial["kind"] != "command"  # a command's VRAM is its script's: NVML sees it, we do not
+    meter = PeakMeter(lambda rss, vram: chan.send("memory_probe", trial_id=trial["id"], rss=rss,
+                                                  vram=vram if own_vram else None))
     meter.start()
     try:
         if trial["kind"] == "command":
@@ -141,33 +143,28 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
         metrics, problem = clean_metrics(raw, strict=True)
         if problem:
             raise TrialError(problem)
-    except (TrialError, commands.CommandError) as exc:
-        _finish_failed(chan, trial["id"], str(exc), meter.stop())
+    except TrialError as exc:
+        _finish_failed(chan, trial["id"], str(exc), meter.stop(own_vram))
+    except commands.CommandError as exc:
+        _finish_failed(chan, trial["id"], str(exc), {**meter.stop(own_vram), "oom": exc.oom})
     except BaseException as exc:  # noqa: BLE001 - the trainable may raise anything, even SystemExit
         tb = traceback.format_exc()
         sys.stderr.write(tb)
         sys.stderr.flush()
         reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-        _finish_failed(chan, trial["id"], reason, {**meter.stop(), "oom": is_oom(exc)})
-        _release_gpu_memory()
+        _finish_failed(chan, trial["id"], reason, {**meter.stop(own_vram), "oom": is_oom(exc)})
     else:
         _flush_logs()
-        chan.send("trial_finished", trial_id=trial["id"], metrics=metrics, **meter.stop())
+        chan.send("trial_finished", trial_id=trial["id"], metrics=metrics, **meter.stop(own_vram))
     finally:
         _current_trial = None
         prefetch.set_sink(None)
+    release_gpu_memory()  # here, not in the except block, whose traceback still holds the trial's tensors
 
 
 def _finish_failed(chan: Channel, trial_id: str, reason: str, extra: dict[str, Any]) -> None:
     _flush_logs()
     chan.send("trial_failed", trial_id=trial_id, reason=reason, **extra)
-
-
-def _release_gpu_memory() -> None:
-    """After a failed trial (an OOM above all), give cached CUDA memory back before the next one."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
 
 
 def _flush_logs() -> None:

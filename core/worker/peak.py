@@ -9,6 +9,7 @@ cheap per-task children lists (gridwatch.telemetry.proctree).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -42,20 +43,24 @@ class PeakMeter:
         self._own_peak = _own_rss()
         self.peak_children = 0.0
         torch = _torch_with_cuda()
-        if torch is not None and torch.cuda.is_initialized():
+        if torch is not None:
+            # The peak restarts from what is reserved now: the previous trial's cache was given back when
+            # it ended (release_gpu_memory), so this trial's peak is its own, not its predecessor's.
             torch.cuda.reset_peak_memory_stats()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
         self._thread.start()
 
-    def stop(self) -> dict[str, float]:
+    def stop(self, vram: bool = True) -> dict[str, float]:
+        """The trial's peaks. `vram=False` for a command trial: its GPU memory is its script's, which only
+        NVML sees; this worker's own CUDA figures (0 or a predecessor's) would be taken for it."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         out = {"peak_rss": self.peak_rss()}
-        vram = _vram(peak=True)
-        if vram is not None:
-            out["peak_vram"] = vram
+        peak = _vram(peak=True) if vram else None
+        if peak is not None:
+            out["peak_vram"] = peak
         return out
 
     def peak_rss(self) -> float:
@@ -128,22 +133,56 @@ def _children_rss() -> float:
 
 
 def _torch_with_cuda() -> Any:
+    """torch, if a trial of this worker already initialised CUDA; else None. Never initialises it: a CUDA
+    context costs VRAM, and a worker whose trials never touch the GPU must not hold one."""
     torch = sys.modules.get("torch")
-    return torch if torch is not None and torch.cuda.is_available() else None
+    cuda = getattr(torch, "cuda", None)
+    return torch if cuda is not None and cuda.is_initialized() else None
 
 
 def _vram(peak: bool) -> float | None:
-    """CUDA's reserved memory (the caching allocator's, what NVML sees of us), if CUDA is in use."""
+    """CUDA's reserved memory (the caching allocator's; NVML sees it plus the context), if CUDA is in use."""
     torch = _torch_with_cuda()
-    if torch is None or not torch.cuda.is_initialized():
+    if torch is None:
         return None
     return float(torch.cuda.max_memory_reserved() if peak else torch.cuda.memory_reserved())
 
 
+def release_gpu_memory() -> None:
+    """After each trial, once nothing refers to its tensors any more (call it outside any `except` block: a
+    traceback keeps the failed trial's frames and their tensors alive): give the cached blocks back, so an
+    idle worker does not keep VRAM that trials sharing the GPU need, and the next trial's peak is its own."""
+    torch = _torch_with_cuda()
+    if torch is None:
+        return
+    gc.collect()  # frames and tensors in reference cycles (an exception's traceback makes them) go now
+    torch.cuda.empty_cache()
+
+
+OOM_MARKERS = ("out of memory", "outofmemoryerror", "memoryerror", "cublas_status_alloc_failed",
+               "cudnn_status_alloc_failed", "cudnn_status_not_enough_workspace", "cufft_alloc_failed",
+               "cusolver_status_alloc_failed", "cudaerrormemoryallocation", "failed to allocate memory")
+
+
 def is_oom(exc: BaseException) -> bool:
-    """Out of memory, host or CUDA, whatever the framework calls it."""
+    """Out of memory, host or CUDA, whatever the framework calls it (cuBLAS and cuDNN allocation failures
+    surface as RuntimeErrors naming their status)."""
     if isinstance(exc, MemoryError):
         return True
-    name = type(exc).__name__
-    text = str(exc).lower()
-    return name == "OutOfMemoryError" or "out of memory" in text
+    return type(exc).__name__ == "OutOfMemoryError" or says_oom(str(exc))
+
+
+def says_oom(text: str) -> bool:
+    """Does this text (an exception, a command's last lines) report running out of memory?"""
+    low = text.lower()
+    return any(m in low for m in OOM_MARKERS)
+
+
+def ram_nearly_full() -> bool:
+    """Less than 10 % of RAM available: a process killed by SIGKILL now was most likely the OOM killer's."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            info = {k: int(v.split()[0]) for k, v in (line.split(b":", 1) for line in f if b":" in line)}
+        return info[b"MemAvailable"] < 0.1 * info[b"MemTotal"]
+    except (OSError, KeyError, ValueError, IndexError):
+        return False

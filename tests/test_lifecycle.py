@@ -5,7 +5,7 @@ import math
 from gridwatch.grid.spec import ModelSpec
 from gridwatch.grid.trials import Trial, TrialState
 from gridwatch.run.estimates import Estimates
-from gridwatch.run.lifecycle import MAX_OOM_RETRIES, Kept, TrialLifecycle
+from gridwatch.run.lifecycle import CUDA_CONTEXT_BYTES, MAX_OOM_RETRIES, Kept, TrialLifecycle
 from gridwatch.run.scheduler import SlotView, TrialScheduler
 
 GB = 1024**3
@@ -108,7 +108,8 @@ def test_the_memory_probe_uses_the_memory_the_slot_draws_on():
     assert not lc.memory_probe(g, rss=5 * GB, vram=None), "host RSS is never a VRAM figure"
     assert lc.scheduler.estimates.peak("m", "gpu") is None
     assert lc.memory_probe(g, rss=5 * GB, vram=1 * GB)
-    assert lc.scheduler.estimates.peak("m", "gpu") == 2 * GB  # twice the first second's figure, provisionally
+    # twice the first second's figure, provisionally, with the CUDA context the allocator does not report
+    assert lc.scheduler.estimates.peak("m", "gpu") == 2 * (1 * GB + CUDA_CONTEXT_BYTES)
     c = start(lc, CPU)
     assert lc.memory_probe(c, rss=3 * GB, vram=None)
     assert lc.scheduler.estimates.peak("m", "cpu") == 6 * GB
@@ -131,3 +132,29 @@ def test_data_wait_and_per_epoch_values_are_kept_for_the_curves():
     assert lt.data_wait == 0.25 and lt.reporting_since == 5.0 and lt.epoch == 1
     assert ("data_wait", 1, 0.27, 6.0) in lt.steps and ("acc", 1, 0.5, 6.0) in lt.steps
     assert any(k == "bad" and math.isnan(v) for k, _s, v, _t in lt.steps)
+
+
+def test_a_gpu_trials_footprint_counts_its_cuda_context_and_what_nvml_saw():
+    """Finding 9: torch reports only its allocator's reserve; the context is VRAM too."""
+    lc, _ = lifecycle(3, budgets={"gpu0": 80 * GB})
+    a = start(lc, GPU)
+    lc.hear(a, {"type": "trial_finished", "t": 5.0, "metrics": {"x": 1.0}, "peak_rss": 3 * GB,
+                "peak_vram": 2 * GB}, 5.0)
+    assert lc.get(a).peak_mem == 2 * GB + CUDA_CONTEXT_BYTES, "VRAM, never the host RSS, plus the context"
+    b = start(lc, GPU)
+    lc.saw_vram(b, 6 * GB)  # NVML: the worker's processes held more than the allocator's peak
+    lc.hear(b, {"type": "trial_finished", "t": 9.0, "metrics": {"x": 1.0}, "peak_vram": 2 * GB}, 9.0)
+    assert lc.get(b).peak_mem == 6 * GB
+
+
+def test_a_gpu_command_trials_vram_is_unknown_without_nvml_not_zero():
+    """Finding 8: a command trial's VRAM is its script's; with no NVML reading it is unknown (None)."""
+    lc, _ = lifecycle(2)
+    a = start(lc, GPU)
+    lc.saw_vram(a, math.nan)
+    lc.hear(a, {"type": "trial_finished", "t": 5.0, "metrics": {"x": 1.0}, "peak_rss": 3 * GB}, 5.0)
+    assert lc.get(a).peak_mem is None
+    b = start(lc, GPU)
+    lc.saw_vram(b, 3 * GB)
+    lc.hear(b, {"type": "trial_finished", "t": 6.0, "metrics": {"x": 1.0}, "peak_rss": 3 * GB}, 6.0)
+    assert lc.get(b).peak_mem == 3 * GB, "what NVML saw the command's processes hold"

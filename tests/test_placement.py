@@ -114,3 +114,25 @@ def test_repeated_out_of_memory_converges_to_a_concurrency_that_fits():
     assert res.max_admitted["gpu0"] <= 16 * GB
     assert 1 <= res.ooms <= 6, "a few OOMs, not one per trial"
     assert len(res.placed) == 30, "every trial finally ran"
+
+
+def test_the_first_trial_on_a_gpu_waits_for_memory_another_job_holds():
+    """Finding 9: the free-memory check applied only beside a trial of ours; the first was admitted whatever
+    was really free (here another user's job holds 14 of 16 GB)."""
+    trials = make_trials(1, 1, lambda c: "big")
+    est = Estimates()
+    est.learn("big", "gpu", 10.0, 3 * GB)
+    s = TrialScheduler(trials, est, {"gpu0": 16 * GB})
+    gpu0 = SlotView("gpu0", "gpu", "gpu0")
+    assert s.next_for(gpu0, [gpu0], 0.0, free={"gpu0": 2 * GB}) is None
+    assert s.waiting[trials[0].id] == "waiting: needs ~3.6 GB VRAM, 2.0 GB free"
+    assert s.next_for(gpu0, [gpu0], 1.0, free={"gpu0": 5 * GB}) is not None, "it starts once the memory is free"
+
+
+def test_a_first_trial_of_unknown_footprint_needs_only_a_floor_free():
+    trials = make_trials(2, 1, lambda c: "new")
+    s = TrialScheduler(trials, Estimates(), {"gpu0": 80 * GB})  # a probe counts as 20 GB of the budget
+    gpu0 = SlotView("gpu0", "gpu", "gpu0")
+    assert s.next_for(gpu0, [gpu0], 0.0, free={"gpu0": 1 * GB}) is None, "1 GB free: not even a context fits"
+    assert "1.0 GB free" in s.waiting[trials[0].id]
+    assert s.next_for(gpu0, [gpu0], 0.0, free={"gpu0": 10 * GB}) is not None, "10 GB free is enough to learn"

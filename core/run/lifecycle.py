@@ -24,6 +24,10 @@ from gridwatch.run.progress import Progress
 from gridwatch.run.scheduler import SlotView, TrialScheduler
 
 MAX_OOM_RETRIES = 3
+# What a worker's CUDA context holds on the GPU beside the caching allocator's reserve (which is all torch
+# reports): about 300-600 MB on current GPUs. Counted in a GPU trial's footprint unless NVML saw more;
+# `gridwatch doctor` measures it on a given machine.
+CUDA_CONTEXT_BYTES = 512 * 2**20
 LogSink = Callable[[str, str], None]  # (trial id, line)
 
 
@@ -117,7 +121,7 @@ class TrialLifecycle:
         lt = self.live[trial.id]
         lt.state, lt.slot, lt.kind = TrialState.RUNNING, slot.id, slot.kind
         lt.started, lt.ended, lt.epoch, lt.data_wait = now, None, 0, math.nan
-        lt.reporting_since = math.nan
+        lt.reporting_since = lt.vram_seen = math.nan
         lt.last_progress = now
         lt.steps.clear()  # a retry's log goes on after the failed attempt's: the reason stays readable
         return trial
@@ -152,7 +156,7 @@ class TrialLifecycle:
             return Heard("learned" if self.memory_probe(trial_id, msg.get("rss"), msg.get("vram")) else "nothing")
         if kind in ("trial_finished", "trial_failed"):
             lt = self.live[trial_id]
-            peak = msg.get("peak_vram" if lt.kind == "gpu" else "peak_rss")
+            peak = self.gpu_footprint(lt, msg.get("peak_vram")) if lt.kind == "gpu" else msg.get("peak_rss")
             if kind == "trial_finished":
                 return Heard("ended", self.finished(trial_id, t, msg.get("metrics", {}), peak))
             return Heard("ended", self.failed(trial_id, t, msg.get("reason"), bool(msg.get("oom")), peak))
@@ -187,11 +191,25 @@ class TrialLifecycle:
         """A first trial's memory after a second, on the memory its slot draws on: RAM on a CPU slot, VRAM on
         a GPU slot (never one for the other). True when the scheduler learned from it."""
         lt = self.live[trial_id]
-        value = vram if lt.kind == "gpu" else rss
+        value = self.gpu_footprint(lt, vram) if lt.kind == "gpu" else rss
         if value is None or not value > 0:
             return False
         self.scheduler.early_peak(trial_id, float(value))
         return True
+
+    def saw_vram(self, trial_id: str | None, used: float) -> None:
+        """NVML's reading of what a running trial's processes hold on the GPU (the telemetry sampler's)."""
+        lt = self.get(trial_id)
+        if lt is not None and lt.state == TrialState.RUNNING and used == used:
+            lt.vram_seen = used if lt.vram_seen != lt.vram_seen else max(lt.vram_seen, used)
+
+    @staticmethod
+    def gpu_footprint(lt: LiveTrial, reserved: float | None) -> float | None:
+        """What a GPU trial holds on its GPU: the allocator's peak plus a CUDA context, or more if NVML saw
+        more; None where neither is known (a command trial without NVML process figures), never 0."""
+        known = [v for v in (reserved + CUDA_CONTEXT_BYTES if reserved is not None and reserved > 0 else None,
+                             lt.vram_seen if lt.vram_seen > 0 else None) if v is not None]
+        return max(known) if known else None
 
     def log(self, trial_id: str, line: str) -> None:
         self.live[trial_id].log.append(line)

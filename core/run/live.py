@@ -27,6 +27,7 @@ class LiveTrial:
     data_wait: float = float("nan")  # rolling data-wait fraction reported by the worker's prefetch loader
     reporting_since: float = float("nan")  # when its first data-wait figure arrived
     peak_mem: float | None = None  # bytes, measured by the worker
+    vram_seen: float = float("nan")  # bytes: the most NVML saw its processes hold on the GPU (context included)
     last_progress: float = 0.0  # when the worker last said anything about this trial (hang detection)
     crashes: int = 0  # times its worker died under it
     oom_tries: int = 0  # times it ran out of memory

@@ -5,9 +5,11 @@ driven by a real or a simulated clock.
   early); trials nothing is known about yet go first, to learn from them.
 - Placement: a slot first takes trials only its kind of device can run; an `any` trial is left for another
   kind of device when it is predicted to *finish* clearly sooner there, waiting included.
-- Admission: predicted peak memory x margin must fit the device's budget and its free memory now. A model
-  with no known footprint is a probe: it runs without other trials of its model on that device (for its
-  first second, until it reports its memory so far), and counts as a quarter of the device's budget.
+- Admission: predicted peak memory x margin must fit the device's budget and its free memory now (for the
+  first trial on a device too: another user's job holds memory we never admitted). A model with no known
+  footprint is a probe: it runs without other trials of its model on that device (for its first second,
+  until it reports its memory so far), counts as a quarter of the device's budget, and starts on an empty
+  device only with PROBE_FLOOR free.
   An out-of-memory failure lowers that model's concurrency on that device and requeues it.
 """
 
@@ -22,6 +24,7 @@ from gridwatch.run.estimates import Estimates
 
 MARGIN = 1.2  # predicted peak x this must fit
 PROBE_SHARE = 0.25  # an unknown footprint counts as this share of the device's budget
+PROBE_FLOOR = 2 * 2**30  # a first trial (footprint unknown) starts only with at least this much free
 FASTER_BY = 0.85  # leave an `any` trial for another device only if it finishes there in < 85 % of the time
 
 
@@ -132,8 +135,15 @@ class TrialScheduler:
             room = budget - sum(r.need for r in on_device)
             if need > room and on_device:
                 return False, f"waiting: needs ~{_gb(need)} {what}, {_gb(max(room, 0))} of the budget left", need
-        if free is not None and slot.device in free and need > free[slot.device] and on_device:
-            return False, f"waiting: needs ~{_gb(need)} {what}, {_gb(max(free[slot.device], 0))} free", need
+        if free is not None and slot.device in free:
+            # Free memory now (NVML, psutil). On a GPU it is checked for the first trial too: another user's
+            # job and idle workers' CUDA contexts hold VRAM we never admitted. A footprint not yet known is
+            # only held to a floor there; in RAM only beside trials of ours, as the OS can page.
+            floor = need if on_device else 0.0
+            if not on_device and slot.device != "host":
+                floor = need if self.estimates.peak(t.model, slot.kind) is not None else min(need, PROBE_FLOOR)
+            if floor > free[slot.device]:
+                return False, f"waiting: needs ~{_gb(floor)} {what}, {_gb(max(free[slot.device], 0))} free", need
         return True, "", need
 
     def need(self, model: str, slot: SlotView) -> float:

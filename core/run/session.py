@@ -148,6 +148,10 @@ class RunSession(QObject):
         if self.status is not None:
             return
         self._last_gpus = snap.gpus
+        for w in self.pool.workers:
+            proc = snap.trials.get(w.slot.id)
+            if proc is not None and w.slot.gpu_index is not None:
+                self.lifecycle.saw_vram(w.trial_id, proc.gpu_mem)
         self.recorder.snapshot(snap)
         obs = diagnosis.observation(snap, self._slot_states(), self.lifecycle.pending())
         for v in self.detector.observe(obs):

@@ -25,6 +25,7 @@ from typing import Any
 WINDOW_S = 10.0
 REPORT_EVERY_S = 1.0
 MIN_STEPS = 5  # a rolling figure from fewer steps is mostly start-up
+JOIN_S = 1.0  # how long a loop that stops waits for the loader thread (it may be inside a slow loader)
 
 Sink = Callable[[dict[str, Any]], None]
 _sink: Sink | None = None
@@ -124,24 +125,17 @@ class Prefetcher:
     def _threaded(self) -> Iterator[Any]:
         q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=self.depth)
         stop = threading.Event()
-        torch = sys.modules.get("torch")
+        torch = _torch()
         stream = torch.cuda.Stream(device=self.device) if torch is not None and self.device is not None else None
 
         def produce() -> None:
             try:
                 for batch in self.batches:
-                    item = self._to_device(batch, stream)
-                    while not stop.is_set():
-                        try:
-                            q.put(("batch", item), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not _put(q, ("batch", self._to_device(batch, stream)), stop):
                         return
-                q.put(("end", None))
+                _put(q, ("end", None), stop)
             except BaseException as exc:  # noqa: BLE001 - handed to the training loop, raised there
-                q.put(("error", exc))
+                _put(q, ("error", exc), stop)
 
         thread = threading.Thread(target=produce, name="gridwatch-prefetch", daemon=True)
         thread.start()
@@ -154,16 +148,24 @@ class Prefetcher:
                     raise item
                 batch, event = item
                 if event is not None:
-                    torch.cuda.current_stream(self.device).wait_event(event)  # type: ignore[union-attr]
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(event)
+                    # The allocator ties a block to the stream it was allocated on (the side stream): without
+                    # this, the next copy may reuse the batch's memory while this stream's kernels still read it.
+                    for tensor in _tensors(batch, torch.Tensor):
+                        tensor.record_stream(current)
                 yield batch
         finally:
             stop.set()
+            _drain(q)  # the queued batches (GPU memory) go now, not when the thread notices
+            thread.join(timeout=JOIN_S)
+            _drain(q)  # what the producer put while it stopped
 
     def _to_device(self, batch: Any, stream: Any) -> tuple[Any, Any]:
         """(batch, CUDA event or None): pinned memory and a non-blocking copy on the side stream."""
         if self.device is None:
             return batch, None
-        torch = sys.modules["torch"]
+        torch = _torch()
 
         def move(x: Any) -> Any:
             if isinstance(x, torch.Tensor):
@@ -183,8 +185,44 @@ class Prefetcher:
         return moved, event
 
 
+def _put(q: queue.Queue[tuple[str, Any]], item: tuple[str, Any], stop: threading.Event) -> bool:
+    """Put unless the loop has stopped: a loop that left early reads nothing more, so a plain put would block."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _drain(q: queue.Queue[tuple[str, Any]]) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
+
+
+def _tensors(x: Any, tensor_type: type) -> Iterator[Any]:
+    """The tensors in a batch, through the lists, tuples and dicts that _to_device moves."""
+    if isinstance(x, tensor_type):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _tensors(v, tensor_type)
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _tensors(v, tensor_type)
+
+
+def _torch() -> Any:
+    """torch if the training code imported it: this module never imports it (and a test can put a fake there)."""
+    return sys.modules.get("torch")
+
+
 def _cuda_device(device: Any) -> Any:
-    torch = sys.modules.get("torch")
+    torch = _torch()
     if device is None or torch is None:
         return None
     d = torch.device(device)

@@ -47,7 +47,8 @@ def test_gpu_starved_by_cpu_seen_from_outside_needs_10_s():
     assert d.verdicts == [], "not before the condition held for 10 s"
     d, _ = trace(15, starved)
     [v] = d.active()
-    assert v.kind == "cpu_starved_gpu" and "GPU 0 averaged 18 %" in v.evidence and "97%" in v.evidence
+    assert v.kind == "cpu_starved_gpu" and "GPU 0: it was busy 18 % of the time" in v.evidence
+    assert "its processes used 97% of 1 core," in v.evidence
 
 
 def test_a_short_dip_is_not_a_verdict():
@@ -77,3 +78,64 @@ def test_verdict_closes_when_the_trial_recovers_and_stays_in_history():
     d, changes = trace(40, recovering)
     assert d.active() == [] and len(d.verdicts) == 1 and not d.verdicts[0].active
     assert d.verdicts[0].ended - d.verdicts[0].started > 10
+
+
+# -- finding 10: what the CPU-starved rule compares --------------------------------------------------------
+
+
+def test_a_saturated_python_loop_is_seen_whatever_threads_the_slot_allows():
+    """With threads_per_cpu_slot = 4 a single-threaded loop reads 1/4 of the budget and was never flagged."""
+    def loop(t, s):
+        return Observation(t, {0: 12.0}, (TrialObs("cmd-a-f0", 100.0, 400.0, 0, busiest_thread=99.0),))
+
+    d, _ = trace(20, loop)
+    [v] = d.active()
+    assert v.kind == "cpu_starved_gpu" and "busiest thread ran at 99 % of a core" in v.evidence
+
+
+def test_dataloader_workers_with_cores_to_spare_are_not_saturation():
+    """Four loader processes at 60 % each pushed CPU / (threads x 100) to 2.5: a false alarm."""
+    def loaders(t, s):
+        return Observation(t, {0: 20.0}, (TrialObs("cmd-a-f0", 250.0, 500.0, 0, busiest_thread=60.0),))
+
+    d, _ = trace(30, loaders)
+    assert d.verdicts == []
+
+
+def test_on_a_shared_gpu_each_trial_is_judged_by_its_own_share():
+    """Two slots on GPU 0: the device's 73 % is mostly the other trial's; this one's kernels ran 3 %."""
+    def shared(t, s):
+        return Observation(t, {0: 73.0}, (
+            TrialObs("busy", 100.0, 100.0, 0, gpu_own=70.0, busiest_thread=99.0, alone=False),  # spin-wait
+            TrialObs("starved", 100.0, 100.0, 0, gpu_own=3.0, busiest_thread=99.0, alone=False)))
+
+    d, _ = trace(20, shared)
+    assert [(v.subject, v.kind) for v in d.active()] == [("starved", "cpu_starved_gpu")]
+    assert "its kernels ran 3 % of the time" in d.active()[0].evidence
+
+
+def test_on_a_shared_gpu_without_per_process_figures_there_is_no_verdict():
+    def shared(t, s):
+        return Observation(t, {0: 20.0}, (TrialObs("a", 100.0, 100.0, 0, busiest_thread=99.0, alone=False),
+                                          TrialObs("b", 5.0, 100.0, 0, busiest_thread=5.0, alone=False)))
+
+    d, _ = trace(20, shared)
+    assert d.verdicts == [], "the device's figure is not this trial's: no evidence either way"
+
+
+def test_the_observation_gives_each_trial_its_own_gpu_share_and_its_cores():
+    from gridwatch.run.devices import Slot
+    from gridwatch.telemetry.diagnosis import SlotState, observation
+    from gridwatch.telemetry.nvml import GpuSample
+    from gridwatch.telemetry.sampler import ProcSample, Snapshot
+
+    slots = [Slot("gpu0", "gpu", 4, gpu_index=0), Slot("gpu0.1", "gpu", 4, gpu_index=0), Slot("gpu1", "gpu", 1, 1)]
+    snap = Snapshot(1.0, 50.0, (50.0,), 1.0, 1.0, 2.0, (GpuSample(0, util=73.0), GpuSample(1, util=10.0)), {
+        "gpu0": ProcSample(cpu=100.0, gpu_sm=70.0, busiest_thread=99.0, processes=1.0),
+        "gpu0.1": ProcSample(cpu=300.0, gpu_sm=3.0, busiest_thread=80.0, processes=6.0),
+        "gpu1": ProcSample(cpu=100.0, busiest_thread=99.0, processes=1.0)})
+    obs = observation(snap, [SlotState(slots[0], "a"), SlotState(slots[1], "b"), SlotState(slots[2], "c")], ())
+    a, b, c = obs.trials
+    assert (a.gpu_own, a.alone, a.cpu_budget_pct) == (70.0, False, 400.0)
+    assert (b.gpu_own, b.cpu_budget_pct) == (3.0, 600.0), "six processes: six cores' worth, not four threads"
+    assert c.alone and c.own_gpu_util(obs.gpu_util[1]) == 10.0, "alone on GPU 1: the device's figure is its own"

@@ -80,3 +80,22 @@ def test_host_readings_and_gone_processes():
 @pytest.mark.parametrize("reader", [NoGpu("no NVIDIA GPU (NVML: driver library not found)")])
 def test_no_gpu_reader(reader):
     assert reader.count() == 0 and reader.processes(0) == ({}, reader.note)
+
+
+def test_a_spinning_thread_is_seen_as_the_busiest_thread():
+    from helpers import wait_for
+
+    child = subprocess.Popen([sys.executable, "-c", "import threading, time\n"
+                              "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+                              "while True: pass\n"])
+    try:
+        sampler = TelemetrySampler(lambda s: None, gpu=NoGpu())
+        sampler.watch({"cpu0": child.pid})
+        first = sampler.sample().trials["cpu0"]
+        assert math.isnan(first.busiest_thread), "no interval yet on the first sample"
+        got = wait_for(lambda: (s := sampler.sample().trials["cpu0"]).busiest_thread > 50 and s, 30,
+                       "the spinning thread to show", interval=0.2)
+        assert got.processes == 1 and got.threads >= 2
+    finally:
+        child.kill()
+        child.wait()

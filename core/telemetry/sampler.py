@@ -28,6 +28,7 @@ class ProcSample:
     gpu_mem: float = NAN  # bytes on the GPU held by the tree's processes (NVML)
     gpu_sm: float = NAN  # % SM utilisation attributed to the tree (NVML process samples)
     busiest_thread: float = NAN  # % of one core used by the tree's busiest thread (a saturated Python loop)
+    processes: float = NAN  # how many processes the tree has (DataLoader workers, a command's script)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class TelemetrySampler:
                 continue  # ended between the listing and now
         cpu = rss = threads = 0.0
         busiest = NAN
-        read = False
+        read = 0
         now = time.monotonic()
         for p in members:
             try:
@@ -160,7 +161,7 @@ class TelemetrySampler:
                     rss += p.memory_info().rss
                     threads += p.num_threads()
                     busiest = _max(busiest, self._busiest_thread(p, now))
-                read = True
+                read += 1
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         if not read:  # every process of the tree ended or refused its figures: unknown, not zero
@@ -168,7 +169,7 @@ class TelemetrySampler:
         mine = [on_gpu[p.pid] for p in members if p.pid in on_gpu]
         gpu_mem = _sum(g.memory for g in mine) if mine else (NAN if gpu_unknown or not on_gpu else 0.0)
         gpu_sm = _sum(g.sm for g in mine)
-        return ProcSample(cpu, rss, threads, gpu_mem, gpu_sm, busiest)
+        return ProcSample(cpu, rss, threads, gpu_mem, gpu_sm, busiest, float(read))
 
     def _busiest_thread(self, p: psutil.Process, now: float) -> float:
         """% of one core used by p's busiest thread since the last sample (NaN on the first)."""

@@ -3,8 +3,12 @@
 Three rules, each verdict with its evidence in numbers and a fix in words a user acts on:
 - input-bound: the worker's data-wait fraction (time blocked on the next batch / step time) is >= 20 %
   (highly) or >= 5 % (moderately) — the TF-profiler thresholds;
-- CPU-starved GPU, seen from outside (command trainables, no reports): the trial's GPU below 40 % while
-  its processes use >= 90 % of their CPU budget, for >= 10 s;
+- CPU-starved GPU, seen from outside (command trainables, no reports): the trial's *own* GPU utilisation
+  (its processes' SM share from NVML; the whole device's only while it is the GPU's one trial) below 40 %
+  while its CPU side is saturated, for >= 10 s. Saturated: its busiest thread >= 90 % of a core (a Python
+  loop, whatever threads_per_cpu_slot allows), or its processes at >= 90 % of max(threads, processes) cores
+  (DataLoader workers are processes of their own). CUDA's spin-wait shows as a busy thread, but only while
+  the trial's kernels run, i.e. while its GPU share is high;
 - GPU unused: a GPU nearly idle with a free slot while CPU-only trials wait in the queue.
 """
 
@@ -64,10 +68,30 @@ class Verdict:
 class TrialObs:
     trial_id: str
     cpu_pct: float  # its worker's process tree, % of one core
-    cpu_budget_pct: float  # threads it may use x 100
+    cpu_budget_pct: float  # cores it may keep busy x 100: max(its threads, its processes)
     gpu: int | None = None  # the GPU it runs on
     data_wait: float = math.nan  # rolling data-wait fraction from the worker, NaN without reports
     reporting_since: float = math.nan  # when its first data-wait report arrived
+    gpu_own: float = math.nan  # % SM its own processes used (NVML per process); NaN where unknown
+    busiest_thread: float = math.nan  # % of one core used by its busiest thread
+    alone: bool = True  # the only running trial on its GPU (so the device's figure is its own)
+
+    def own_gpu_util(self, device_util: float) -> float:
+        """This trial's GPU utilisation: its own processes' where known, the device's only while alone."""
+        if self.gpu_own == self.gpu_own:
+            return self.gpu_own
+        return device_util if self.alone else math.nan
+
+    def cpu_saturated(self) -> tuple[bool, str]:
+        """Is its CPU side the limit? With the evidence in words."""
+        b = self.busiest_thread
+        if b == b and b >= 100 * CPU_SATURATED:
+            return True, f"its busiest thread ran at {min(b, 100):.0f} % of a core"
+        share = self.cpu_pct / self.cpu_budget_pct if self.cpu_budget_pct > 0 else math.nan
+        if share == share and share >= CPU_SATURATED:
+            n = self.cpu_budget_pct / 100
+            return True, f"its processes used {min(share, 1):.0%} of {n:.0f} core{'s' if n != 1 else ''}"
+        return False, ""
 
 
 @dataclass(frozen=True)
@@ -120,18 +144,17 @@ class StarvationDetector:
     def _cpu_starved(self, obs: Observation, tr: TrialObs) -> Found:
         if tr.gpu is None or tr.data_wait == tr.data_wait:
             return None  # CPU trials have no GPU to starve; reporting trials are judged by their own figures
-        util = obs.gpu_util.get(tr.gpu, math.nan)
-        share = tr.cpu_pct / tr.cpu_budget_pct if tr.cpu_budget_pct > 0 else math.nan
-        bad = util == util and share == share and util < GPU_LOW and share >= CPU_SATURATED
+        util = tr.own_gpu_util(obs.gpu_util.get(tr.gpu, math.nan))
+        saturated, how = tr.cpu_saturated()
+        bad = util == util and util < GPU_LOW and saturated
         hist = self._outside.setdefault(tr.trial_id, deque())
-        hist.append((obs.t, bad, util, share))
+        hist.append((obs.t, bad, util, 0.0))
         if not self._held(hist, obs.t):
             return None
         recent = [h for h in hist if h[0] >= obs.t - self.span_s]
         u = sum(h[2] for h in recent) / len(recent)
-        c = sum(h[3] for h in recent) / len(recent)
-        evidence = (f"GPU {tr.gpu} averaged {u:.0f} % while the trial's processes used {c:.0%} of their "
-                    f"{tr.cpu_budget_pct / 100:.0f}-thread CPU budget for {self.span_s:.0f} s")
+        whose = "its kernels ran" if tr.gpu_own == tr.gpu_own else "it was busy"
+        evidence = f"GPU {tr.gpu}: {whose} {u:.0f} % of the time while {how}, for {self.span_s:.0f} s"
         return ("cpu_starved_gpu", tr.trial_id), ("high", evidence, CPU_FIX)
 
     def _gpu_unused(self, obs: Observation, gpu: int, util: float) -> Found:

@@ -52,6 +52,26 @@ def _plot(title: str, unit: str, y_max: float | None = None) -> pg.PlotWidget:
     return w
 
 
+def _right_axis(plot: pg.PlotWidget, unit: str) -> pg.ViewBox:
+    """A second y axis on the right with its own scale (watts and degrees must not share one), sharing the
+    plot's time axis: pyqtgraph's linked-ViewBox pattern."""
+    item = plot.getPlotItem()
+    view = pg.ViewBox()
+    view.setMouseEnabled(x=False, y=False)
+    item.showAxis("right")
+    item.scene().addItem(view)
+    item.getAxis("right").linkToView(view)
+    item.getAxis("right").setLabel(unit)
+    view.setXLink(item)
+
+    def follow() -> None:
+        view.setGeometry(item.vb.sceneBoundingRect())
+        view.linkedViewChanged(item.vb, view.XAxis)
+
+    item.vb.sigResized.connect(follow)
+    return view
+
+
 class MonitorView(QWidget):
     def __init__(self, cores: int, gpu_count: int, gpu_note: str) -> None:
         super().__init__()
@@ -118,11 +138,13 @@ class MonitorView(QWidget):
             self.util_plots[i] = util
             self._curve(util, self.gpu, f"util{i}", "utilisation", pg.mkPen("#8e24aa", width=2))
             self._curve(util, self.gpu, f"mem{i}", "memory used", pg.mkPen("#fb8c00", width=2))
-            power = _plot(f"GPU {i}", "W / °C")
+            power = _plot(f"GPU {i}", "power (W)")
             self._curve(power, self.gpu, f"power{i}", "power W", pg.mkPen("#6d4c41", width=1))
-            self._curve(power, self.gpu, f"temp{i}", "temp °C", pg.mkPen("#00acc1", width=1))
+            temp = self._curve(_right_axis(power, "temperature (°C)"), self.gpu, f"temp{i}", None,
+                               pg.mkPen("#00acc1", width=1))
+            power.getPlotItem().legend.addItem(temp, "temp °C")
             self._add(layout, f"GPU {i}: utilisation and memory used (%)", util, 1)
-            self._add(layout, f"GPU {i}: power (W) and temperature (°C)", power, 1)
+            self._add(layout, f"GPU {i}: power (W, left axis) and temperature (°C, right axis)", power, 1)
         self._share_time_axis()
 
     @staticmethod
@@ -157,9 +179,13 @@ class MonitorView(QWidget):
         w.setYRange(0, self.cores, padding=0)
         return w, strip
 
-    def _curve(self, plot: pg.PlotWidget, ring: RingSeries, name: str, label: str | None, pen: object,
-               scale: float = 1.0) -> pg.PlotDataItem:
-        item = plot.plot([], [], pen=pen, name=label, connect="finite")
+    def _curve(self, plot: pg.PlotWidget | pg.ViewBox, ring: RingSeries, name: str, label: str | None,
+               pen: object, scale: float = 1.0) -> pg.PlotDataItem:
+        if isinstance(plot, pg.ViewBox):  # a second y axis: the item goes into that axis's view
+            item = pg.PlotDataItem([], [], pen=pen, connect="finite")
+            plot.addItem(item)
+        else:
+            item = plot.plot([], [], pen=pen, name=label, connect="finite")
         self.curves.append((item, ring, ring.index[name], scale))
         return item
 

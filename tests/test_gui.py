@@ -205,6 +205,11 @@ def test_gpu_plots_with_a_missing_reading(qtbot, tmp_path):
     row = {n: values[i] for n, i in monitor.gpu.index.items()}
     assert (row["util0"] == 37.0).all() and (row["mem0"] == 25.0).all()
     assert np.isnan(row["power0"]).all(), "an unsupported reading is a gap, never 0"
+    assert (row["temp0"] == 55.0).all()
+    power_plot = monitor.plots()[4].getPlotItem()
+    temp_curve = next(c for c, ring, col, _ in monitor.curves if ring is monitor.gpu and col == ring.index["temp0"])
+    assert temp_curve.getViewBox() is not power_plot.vb, "°C has its own axis, not the watts' scale"
+    assert power_plot.getAxis("right").isVisible() and "°C" in power_plot.getAxis("right").labelText
     monitor.redraw(force=True)
     monitor.set_starved({0: [(monitor.last_t - 5, None)]})
     [region] = monitor.regions[0]

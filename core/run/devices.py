@@ -94,9 +94,10 @@ def detect_gpus(environ: Mapping[str, str] | None = None, nvml: Any = None) -> t
         if not _nvml_library_loads():
             return [], "no NVIDIA GPU (NVML: driver library not found)"
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return [], "no NVIDIA GPU (nvidia-ml-py is not installed)"
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001 - NVMLError, or a library mismatch (a plain Exception)

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"refuse grids with more trials than this (default {MAX_TRIALS:,})")
     sub.add_parser("devices", help="show this machine's CPUs, RAM and GPUs, and the default slots")
     sub.add_parser("runs", help="list the results files in the runs folder: name, started, state, done, best")
+    doc = sub.add_parser("doctor", help="check gridwatch on this machine's NVIDIA GPUs (a few minutes): one table")
+    doc.add_argument("--quick", action="store_true", help="skip or shorten the longest checks")
+    doc.add_argument("--gpus", metavar="LIST", help="GPU indices like 0,1 (default: all)")
+    doc.add_argument("--json", metavar="FILE", help="also save the table as JSON")
     rep = sub.add_parser("report", help="one row per trial of a results file")
     rep.add_argument("db", help="results file (*.gridwatch.db)")
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "runs":
             return cmd_runs()
+        if args.command == "doctor":
+            from gridwatch.doctor import run_doctor  # its checks are needed only here
+
+            return run_doctor(args.quick, args.gpus, args.json)
     except (SpecError, PlanError, DeviceError, StoreError) as exc:
         print(f"gridwatch: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -123,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.grid = str(DEMO_GRID)
     planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus, max_trials=args.max_trials)
     if planned.machine.gpu_note:
-        print(f"gridwatch: {planned.machine.gpu_note}: CPU only", file=sys.stderr)
+        only = "" if planned.machine.gpus else ": CPU only"
+        print(f"gridwatch: {planned.machine.gpu_note}{only}", file=sys.stderr)
     slots = ", ".join(s.id for s in planned.slots)
     todo = len(planned.trials) - len(planned.done_ids)
     skipped = f" ({len(planned.done_ids)} already finished, skipped)" if planned.done_ids else ""
@@ -193,7 +202,10 @@ def cmd_devices() -> int:
     print(f"RAM: {m.ram_total / gib:.1f} GiB")
     if m.gpus:
         for g in m.gpus:
-            print(f"GPU {g.index}: {g.name}, {g.memory_total / gib:.1f} GiB")
+            size = f"{g.memory_total / gib:.1f} GiB" if g.memory_total else "memory size unknown"
+            print(f"GPU {g.index}: {g.name}, {size}" + (f", {g.uuid}" if g.uuid else ""))
+        if m.gpu_note:
+            print(m.gpu_note)
     else:
         print(m.gpu_note)
     slots = devices.plan_slots(m, DeviceSpec())

@@ -39,7 +39,7 @@ class Machine:
     logical_cores: int
     ram_total: int
     gpus: tuple[GpuInfo, ...] = ()
-    gpu_note: str = ""  # why there are no GPUs, said once and plainly
+    gpu_note: str = ""  # why there are no GPUs, or which were left out and why: said once and plainly
 
 
 @dataclass(frozen=True)

@@ -136,3 +136,16 @@ def test_a_first_trial_of_unknown_footprint_needs_only_a_floor_free():
     assert s.next_for(gpu0, [gpu0], 0.0, free={"gpu0": 1 * GB}) is None, "1 GB free: not even a context fits"
     assert "1.0 GB free" in s.waiting[trials[0].id]
     assert s.next_for(gpu0, [gpu0], 0.0, free={"gpu0": 10 * GB}) is not None, "10 GB free is enough to learn"
+
+
+def test_a_need_no_empty_gpu_could_free_does_not_wait_forever():
+    """A need raised past what the GPU can ever have free (an OOM raises it 1.5x, the context is added) would
+    block that model for good on an idle GPU, and the run would never end."""
+    trials = make_trials(2, 1, lambda c: "huge")
+    est = Estimates()
+    est.learn("huge", "gpu", 10.0, 22.5 * GB)  # x 1.2 = 27 GB
+    s = TrialScheduler(trials, est, {"gpu0": 23 * GB})
+    gpu0, gpu1 = SlotView("gpu0", "gpu", "gpu0"), SlotView("gpu0.1", "gpu", "gpu0")
+    assert s.next_for(gpu0, [gpu0, gpu1], 0.0, free={"gpu0": 23.5 * GB}) is not None, "it runs, alone"
+    assert s.next_for(gpu1, [gpu0, gpu1], 0.0, free={"gpu0": 1 * GB}) is None
+    assert s.waiting[trials[1].id].startswith("waiting: needs ~27.0 GB VRAM"), "but not beside itself"

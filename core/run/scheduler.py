@@ -25,6 +25,7 @@ from gridwatch.run.estimates import Estimates
 MARGIN = 1.2  # predicted peak x this must fit
 PROBE_SHARE = 0.25  # an unknown footprint counts as this share of the device's budget
 PROBE_FLOOR = 2 * 2**30  # a first trial (footprint unknown) starts only with at least this much free
+EMPTY_SHARE = 0.8  # on a GPU running none of our trials, at most this share of its budget must be free
 FASTER_BY = 0.85  # leave an `any` trial for another device only if it finishes there in < 85 % of the time
 
 
@@ -141,7 +142,10 @@ class TrialScheduler:
             # only held to a floor there; in RAM only beside trials of ours, as the OS can page.
             floor = need if on_device else 0.0
             if not on_device and slot.device != "host":
-                floor = need if self.estimates.peak(t.model, slot.kind) is not None else min(need, PROBE_FLOOR)
+                known = self.estimates.peak(t.model, slot.kind) is not None
+                floor = need if known else min(need, PROBE_FLOOR)
+                if budget is not None:  # a need the empty GPU could never free (raised by OOMs) must not wait
+                    floor = min(floor, EMPTY_SHARE * budget)  # forever: it runs alone, and may OOM for good
             if floor > free[slot.device]:
                 return False, f"waiting: needs ~{_gb(floor)} {what}, {_gb(max(free[slot.device], 0))} free", need
         return True, "", need

@@ -176,13 +176,15 @@ class FakeNvmlLib:
         return self._processes(h, count, array)
 
     def c_nvmlDeviceGetProcessUtilization(self, h, array, count, since):  # type: ignore[no-untyped-def]
-        samples = self.gpus[_device(h)].samples
+        """Sample i was taken at time 1000 + i; only those newer than `since` are returned, as NVML does."""
+        samples = [(pid, sm, 1000 + i) for i, (pid, sm) in enumerate(self.gpus[_device(h)].samples)
+                   if 1000 + i > since.value]
         if not samples:
             return pynvml.NVML_ERROR_NOT_FOUND
         if array is None:
             _set(count, len(samples))
             return pynvml.NVML_ERROR_INSUFFICIENT_SIZE
-        for slot, (pid, sm) in zip(array, samples, strict=False):
-            slot.pid, slot.smUtil, slot.timeStamp = pid, sm, since.value + 1
+        for slot, (pid, sm, ts) in zip(array, samples, strict=False):
+            slot.pid, slot.smUtil, slot.timeStamp = pid, sm, ts
         _set(count, len(samples))
         return OK

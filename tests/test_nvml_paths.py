@@ -25,8 +25,8 @@ def uuid(i):
     return f"GPU-{i:08d}-aaaa-bbbb-cccc-000000000000"
 
 
-def four_gpus():
-    return [FakeGpu(name=f"Fake {i}", uuid=uuid(i), util=10 * (i + 1)) for i in range(4)]
+def four_gpus(names=("NVIDIA Fake",) * 4):
+    return [FakeGpu(name=names[i], uuid=uuid(i), util=10 * (i + 1)) for i in range(4)]
 
 
 def reader(monkeypatch, lib, gpus=None):
@@ -148,7 +148,7 @@ def test_a_gpu_refusing_its_memory_size_hides_no_other(monkeypatch):
     gpus[0].errors["nvmlDeviceGetMemoryInfo"] = pynvml.NVML_ERROR_NO_PERMISSION
     with FakeNvmlLib(gpus).installed(monkeypatch):
         found, note = detect_gpus({}, pynvml)
-    assert [g.name for g in found] == ["Fake 0", "Fake 1"]
+    assert [g.nvml_index for g in found] == [0, 1]
     assert found[0].memory_total == 0 and found[1].memory_total == 16 * 2**30
     assert "GPU 0: memory size unknown (NVML: no permission)" in note
 
@@ -158,7 +158,7 @@ def test_a_gpu_that_cannot_be_opened_is_left_out_and_named(monkeypatch):
     gpus[0].errors["nvmlDeviceGetHandleByIndex_v2"] = pynvml.NVML_ERROR_NO_PERMISSION
     with FakeNvmlLib(gpus).installed(monkeypatch):
         found, note = detect_gpus({}, pynvml)
-    assert [(g.index, g.nvml_index, g.name) for g in found] == [(0, 1, "Fake 1")]
+    assert [(g.index, g.nvml_index) for g in found] == [(0, 1)]
     assert "GPU 0 left out (NVML: no permission)" in note
 
 
@@ -201,7 +201,7 @@ def test_the_reader_reads_the_allowed_gpus_in_cudas_order(monkeypatch):
     ("1,7,2", [1], "'7' is no GPU here"),
     ("GPU-00000002", [2], ""),  # a unique UUID prefix, as CUDA accepts
     ("MIG-1234,0", [], "MIG"),
-    ("0,0", [0], "'0'"),
+    ("0,0", [], "names a GPU twice"),  # CUDA uses no device at all then
 ])
 def test_cuda_visible_devices_forms(monkeypatch, value, expect, said):
     with FakeNvmlLib(four_gpus()).installed(monkeypatch):
@@ -259,3 +259,61 @@ class FakeReaderNone:
 
     def close(self):
         pass
+
+
+def test_indices_count_only_the_gpus_cuda_can_use(monkeypatch):
+    """In a cgroup-limited job NVML counts GPUs it may not open; CUDA skips them, so index 0 is the first
+    GPU this process can open."""
+    gpus = four_gpus()
+    gpus[0].errors["nvmlDeviceGetHandleByIndex_v2"] = pynvml.NVML_ERROR_NO_PERMISSION
+    gpus[1].errors["nvmlDeviceGetHandleByIndex_v2"] = pynvml.NVML_ERROR_NO_PERMISSION
+    with FakeNvmlLib(gpus).installed(monkeypatch):
+        found, note = detect_gpus({"CUDA_VISIBLE_DEVICES": "0"}, pynvml)
+    assert [(g.index, g.nvml_index) for g in found] == [(0, 2)] and "GPU 0 left out" in note
+
+
+def test_indices_over_different_gpu_models_need_pci_order_or_uuids(monkeypatch):
+    """CUDA numbers GPUs fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID: over an A100 and a T4, '0' may be
+    either, so it is refused (no GPU, and why) rather than guessed."""
+    gpus = four_gpus(("NVIDIA T4", "NVIDIA A100", "NVIDIA T4", "NVIDIA T4"))
+    with FakeNvmlLib(gpus).installed(monkeypatch):
+        found, note = detect_gpus({"CUDA_VISIBLE_DEVICES": "0"}, pynvml)
+        assert found == [] and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in note and "UUID" in note
+        found, note = detect_gpus({"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, pynvml)
+        assert [g.name for g in found] == ["NVIDIA A100"] and note == ""
+        found, note = detect_gpus({"CUDA_VISIBLE_DEVICES": uuid(1)}, pynvml)
+        assert [g.name for g in found] == ["NVIDIA A100"] and note == ""
+
+
+def test_a_mig_enabled_gpu_is_left_out_with_a_note(monkeypatch):
+    gpus = four_gpus()[:2]
+    gpus[0].mig = True
+    with FakeNvmlLib(gpus).installed(monkeypatch):
+        found, note = detect_gpus({}, pynvml)
+    assert [g.nvml_index for g in found] == [1] and "GPU 0 left out (MIG is enabled" in note
+
+
+def test_without_per_process_utilisation_the_memory_is_still_attributed(monkeypatch):
+    """Kepler cards and vGPU guests answer NOT_SUPPORTED for process utilisation; their process memory is
+    still good, and a command trial learns its VRAM from it."""
+    gpu = FakeGpu(procs=((ME, 2**30),), samples=((ME, 40),),
+                  errors={"nvmlDeviceGetProcessUtilization": pynvml.NVML_ERROR_NOT_SUPPORTED})
+    with FakeNvmlLib([gpu]).installed(monkeypatch):
+        sampler = TelemetrySampler(lambda s: None, gpu=NvmlReader(pynvml))
+        sampler.watch({"gpu0": ME})
+        snap = sampler.sample()
+    assert snap.trials["gpu0"].gpu_mem == 2**30 and math.isnan(snap.trials["gpu0"].gpu_sm)
+    assert "no per-process utilisation" in snap.gpu_process_note
+
+
+def test_each_read_asks_only_for_samples_newer_than_the_last(monkeypatch):
+    gpu = FakeGpu(procs=((111, 2**30),), samples=((111, 63),))
+    with FakeNvmlLib([gpu]).installed(monkeypatch):
+        r = NvmlReader(pynvml)
+        first, _ = r.processes(0)
+        again, note = r.processes(0)
+        gpu.samples = ((111, 63), (111, 20), (111, 40))  # two new samples since
+        newest, _ = r.processes(0)
+    assert first[111].sm == 63 and note == ""
+    assert again[111].sm == 0.0, "nothing new since the last read: it ran no kernel"
+    assert newest[111].sm == 30, "the mean of the new samples, not the last one"

@@ -114,7 +114,7 @@ def detect_gpus(environ: Mapping[str, str] | None = None, nvml: Any = None) -> t
                 found.append(info)
             if note:
                 notes.append(note)
-        gpus, note = visible_gpus(found, env.get("CUDA_VISIBLE_DEVICES"))
+        gpus, note = visible_gpus(found, env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER"))
         if note:
             notes.append(note)
         if not gpus and not notes:
@@ -134,6 +134,11 @@ def _read_gpu(nvml: Any, i: int) -> tuple[GpuInfo | None, str]:
         return None, f"GPU {i} left out (NVML: {_nvml_reason(exc)})"
     name, uuid, total, note = f"GPU {i}", "", 0, ""
     try:
+        if nvml.nvmlDeviceGetMigMode(h)[0] == nvml.NVML_DEVICE_MIG_ENABLE:
+            return None, f"GPU {i} left out (MIG is enabled: its MIG devices are not supported as slots)"
+    except Exception:  # noqa: BLE001, S110 - no MIG on this GPU or driver
+        pass
+    try:
         raw = nvml.nvmlDeviceGetName(h)
         name = raw if isinstance(raw, str) else raw.decode()
     except Exception:  # noqa: BLE001, S110 - the generic name stays
@@ -150,29 +155,40 @@ def _read_gpu(nvml: Any, i: int) -> tuple[GpuInfo | None, str]:
     return GpuInfo(i, name, total, uuid, nvml_index=i), note
 
 
-def visible_gpus(gpus: list[GpuInfo], cuda_visible: str | None) -> tuple[list[GpuInfo], str]:
-    """Narrow NVML's GPUs (`index` = NVML index) to those CUDA_VISIBLE_DEVICES allows, numbered as CUDA numbers
-    them. Entries are indices (in PCI bus order, which is NVML's) or UUIDs or UUID prefixes; like CUDA, the
-    first entry that names no GPU ends the list."""
+def visible_gpus(gpus: list[GpuInfo], cuda_visible: str | None, order: str | None = None
+                 ) -> tuple[list[GpuInfo], str]:
+    """Narrow the GPUs this process can open (`gpus`, in NVML's PCI bus order) to those CUDA_VISIBLE_DEVICES
+    allows, numbered as CUDA numbers them. Entries are UUIDs (or unique prefixes) or indices; like CUDA, the
+    first entry that names no GPU ends the list, and a repeated one leaves no GPU at all. Indices count the
+    GPUs CUDA can use (those NVML could open) in CUDA_DEVICE_ORDER: PCI bus order, or CUDA's default
+    "fastest first", which is the same order only where every GPU is the same model."""
     if cuda_visible is None:
         return [replace(g, index=i) for i, g in enumerate(gpus)], ""
+    entries = [e.strip() for e in cuda_visible.split(",")]
+    if (any(e.isdigit() for e in entries) and (order or "FASTEST_FIRST") != "PCI_BUS_ID"
+            and len({g.name for g in gpus}) > 1):
+        return [], (f"CUDA_VISIBLE_DEVICES={cuda_visible!r} numbers GPUs in CUDA's fastest-first order, which "
+                    "for different GPU models is not known here: name them by UUID (`gridwatch devices` lists "
+                    "them) or set CUDA_DEVICE_ORDER=PCI_BUS_ID")
     chosen: list[GpuInfo] = []
     stopped = ""
-    for entry in (e.strip() for e in cuda_visible.split(",")):
+    for entry in entries:
         match: list[GpuInfo] = []
         if entry.isdigit():
-            match = [g for g in gpus if g.nvml == int(entry)]
+            match = gpus[int(entry):int(entry) + 1]
         elif entry.startswith("GPU-"):
             match = [g for g in gpus if g.uuid.startswith(entry)]
-        if len(match) != 1 or match[0] in chosen:
+        if len(match) != 1:
             stopped = entry
             break
+        if match[0] in chosen:
+            return [], f"CUDA_VISIBLE_DEVICES={cuda_visible!r} names a GPU twice: CUDA then uses no GPU"
         chosen.append(match[0])
     out = [replace(g, index=i) for i, g in enumerate(chosen)]
     if not out:
         return out, f"no NVIDIA GPU allowed (CUDA_VISIBLE_DEVICES={cuda_visible!r})"
     if stopped:
-        why = "a MIG device (use the whole GPU's UUID)" if stopped.startswith("MIG-") else "no GPU here"
+        why = "a MIG device (not supported as a slot)" if stopped.startswith("MIG-") else "no GPU here"
         return out, f"CUDA_VISIBLE_DEVICES entry {stopped!r} is {why}: it and the entries after it are ignored"
     return out, ""
 

@@ -129,10 +129,11 @@ class NvmlReader:
                 return _procs(memory, {}), f"no per-process utilisation ({exc})"
             samples = []
         # A process on the GPU without a sample since the last read ran no kernel: 0 %, a real reading.
-        sm: dict[int, float] = dict.fromkeys(memory, 0.0)
-        for s in samples:
-            sm[int(s.pid)] = float(s.smUtil)
+        seen: dict[int, list[float]] = {}
+        for s in samples:  # several samples of one process since the last read: their mean
+            seen.setdefault(int(s.pid), []).append(float(s.smUtil))
             self._last_ts[index] = max(self._last_ts[index], int(s.timeStamp))
+        sm = {**dict.fromkeys(memory, 0.0), **{pid: sum(v) / len(v) for pid, v in seen.items()}}
         return _procs(memory, sm), ""
 
     def _running_processes(self, h: Any) -> tuple[list[Any] | None, str]:

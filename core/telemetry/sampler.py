@@ -7,6 +7,7 @@ callback to a signal; the CLI and tests call `sample()` directly.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -89,7 +90,10 @@ class TelemetrySampler:
             try:
                 snap = self.sample()
             except Exception as exc:  # noqa: BLE001 - one bad reading must not end telemetry for the run
-                self.error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self.error:  # said once; admission meanwhile treats GPU free memory as unknown
+                    print(f"gridwatch: telemetry: a reading failed ({error}); sampling goes on", file=sys.stderr)
+                self.error = error
             else:
                 self.callback(snap)
             next_t += self.interval_s
@@ -106,13 +110,12 @@ class TelemetrySampler:
         on_gpu: dict[int, GpuProcess] = {}
         notes = []
         for i in range(self.gpu.count()):
-            found, note = self.gpu.processes(i)
-            if not note and found and (self.nested_pids or not any(psutil.pid_exists(p) for p in found)):
-                note = "NVML's process ids are the host's, not this container's: no per-process figures"
+            found, note = self.gpu.processes(i)  # a note alone (no utilisation samples) keeps the memory
+            if found and (self.nested_pids or not any(psutil.pid_exists(p) for p in found)):
+                found, note = {}, "NVML's process ids are the host's, not this container's: no per-process figures"
             if note:
                 notes.append(f"GPU {i}: {note}")
-            else:
-                on_gpu.update(found)
+            on_gpu.update(found)
         with self._lock:
             procs = dict(self._procs)
         trials = {key: self._tree(pid, on_gpu, bool(notes)) for key, pid in procs.items()}

@@ -41,6 +41,11 @@ def small(config):
 def cpu_only(config):
     return {{"ok": 1.0}}
 
+def breaks_cuda(config):
+    t = torch.empty(GB)
+    torch.cuda.broken = True
+    return {{"ok": 1.0}}
+
 def cublas(config):
     raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
 """
@@ -133,3 +138,55 @@ def test_cublas_allocation_failure_is_an_oom(tmp_path):
 def test_oom_texts(text):
     assert is_oom(RuntimeError(text))
     assert not is_oom(RuntimeError("CUDA error: device-side assert triggered"))
+
+
+def test_the_cgroups_oom_kill_count_is_read(tmp_path):
+    from gridwatch.telemetry import pressure
+
+    write(tmp_path / "v2" / "memory.events", "low 0\nhigh 0\nmax 2\noom 2\noom_kill 3\n")
+    write(tmp_path / "v1" / "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    assert pressure.oom_kills([str(tmp_path / "none"), str(tmp_path / "v2")]) == 3
+    assert pressure.oom_kills([str(tmp_path / "v1")]) == 1
+    assert pressure.oom_kills([str(tmp_path / "none")]) is None
+
+
+@pytest.mark.parametrize("kills, oom", [((0, 1), True), ((0, 0), False)])
+def test_a_command_the_oom_killer_took_is_an_oom(tmp_path, monkeypatch, kills, oom):
+    """After the kill the memory is back, so 'RAM nearly full' missed it; the cgroup's count says it."""
+    from gridwatch.telemetry import pressure
+    from gridwatch.worker import commands
+
+    counts = iter(kills)
+    monkeypatch.setattr(pressure, "oom_kills", lambda dirs=None: next(counts))
+    monkeypatch.setattr(pressure, "ram_nearly_full", lambda: False)
+    trial = _command(tmp_path, "killed", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    sent = []
+    with pytest.raises(commands.CommandError) as err:
+        commands.run_command(trial, type("Chan", (), {"send": lambda self, *a, **k: sent.append(a)})())
+    assert "killed by signal 9" in str(err.value) and err.value.oom is oom
+
+
+def test_a_harmless_allocator_warning_is_not_an_oom():
+    from gridwatch.worker.peak import says_oom
+
+    warning = ("W tensorflow/core/common_runtime/bfc_allocator.cc:290] Allocator (GPU_0_bfc) ran out of memory "
+               "trying to allocate 2.0GiB with freed_by_count=0. The caller indicates that this is not a failure")
+    assert not says_oom(warning + "\nValueError: bad shape")
+    assert says_oom("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_a_broken_cuda_context_ends_the_worker_after_its_trial_is_reported(tmp_path):
+    """A sticky CUDA error makes every later CUDA call raise: the worker reports its trial, says why on
+    stderr and exits, so the pool replaces it with a fresh one (the next trial never meets the broken context)."""
+    write(tmp_path / "gpu_t.py", TRAINABLES)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FAKE_TORCH), str(REPO)]), GRIDWATCH_SLOT="gpu0")
+    trials = [_python(tmp_path, "breaks_cuda"), _python(tmp_path, "state")]
+    lines = "".join(protocol.encode("run", trial=t).decode() for t in trials) + protocol.encode("shutdown").decode()
+    r = subprocess.run([sys.executable, "-m", "gridwatch.worker"], input=lines, capture_output=True, text=True,
+                       env=env, timeout=60, cwd=tmp_path)
+    msgs = [json.loads(line) for line in r.stdout.splitlines()]
+    ends = [m for m in msgs if m["type"] in ("trial_finished", "trial_failed")]
+    assert [m["trial_id"] for m in ends] == ["breaks_cuda"] and ends[0]["type"] == "trial_finished"
+    assert r.returncode == 70
+    logs = " ".join(m.get("line", "") for m in msgs if m["type"] == "log")
+    assert "CUDA context is broken" in logs + r.stderr

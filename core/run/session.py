@@ -26,10 +26,12 @@ from gridwatch.run.recorder import Recorder
 from gridwatch.run.scheduler import SlotView, TrialScheduler
 from gridwatch.telemetry import diagnosis
 from gridwatch.telemetry.nvml import GpuSample
+from gridwatch.telemetry.pressure import OomWatch
 from gridwatch.telemetry.sampler import Snapshot
 from gridwatch.telemetry.starvation import StarvationDetector, Verdict
 
 TICK_MS = 1000  # trials waiting for memory retry, and hung trials are looked for, this often
+STALE_GPU_S = 5.0  # GPU readings older than this say nothing about free VRAM now
 
 
 class RunSession(QObject):
@@ -67,6 +69,8 @@ class RunSession(QObject):
         self.detector = StarvationDetector()
         self._slots = list(slots)
         self._last_gpus: tuple[GpuSample, ...] = ()  # the newest GPU readings, for VRAM admission
+        self._last_gpus_at = 0.0
+        self._oom_watch = OomWatch()
         self._paused = False
         self._stopping = False
         self.status: RunStatus | None = None  # None while running
@@ -147,7 +151,7 @@ class RunSession(QObject):
         """A telemetry sample: kept at 1 Hz in the results file, and judged by the starvation detector."""
         if self.status is not None:
             return
-        self._last_gpus = snap.gpus
+        self._last_gpus, self._last_gpus_at = snap.gpus, time.monotonic()
         for w in self.pool.workers:
             proc = snap.trials.get(w.slot.id)
             if proc is not None and w.slot.gpu_index is not None:
@@ -167,8 +171,9 @@ class RunSession(QObject):
         if self._paused or self._stopping or w.trial_id is not None or not w.said_hello:
             return
         now = time.time()
+        fresh = time.monotonic() - self._last_gpus_at < STALE_GPU_S  # stale VRAM figures: unknown, not free
         trial = self.lifecycle.assign(self._view(w, now), [self._view(o, now) for o in self.pool.workers], now,
-                                      free_memory(self._last_gpus))
+                                      free_memory(self._last_gpus if fresh else ()))
         if trial is None:
             self._maybe_done()
             return
@@ -215,8 +220,10 @@ class RunSession(QObject):
         if self.status is not None:  # shut down after the run ended
             return
         if w.trial_id is not None:
+            struck = self._oom_watch.struck()  # the OOM killer, by the cgroup's count (or RAM nearly full)
+            self._oom_watch = OomWatch()
             self._apply(self.lifecycle.worker_died(w.trial_id, description, time.time(), self._stopping,
-                                                   memory_low()))
+                                                   struck or memory_low()))
         if self._stopping:
             if not self.pool.workers:
                 self._finalize()

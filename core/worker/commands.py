@@ -15,7 +15,8 @@ import sys
 from collections import deque
 from typing import Any, Protocol
 
-from gridwatch.worker.peak import ram_nearly_full, says_oom
+from gridwatch.telemetry.pressure import OomWatch
+from gridwatch.worker.peak import says_oom
 
 LAST_LINES = 30  # a failed command's last lines are searched for an out-of-memory report
 
@@ -60,6 +61,7 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # "python" in a command means this environment's Python, as when the user typed it in an activated venv.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    oom_watch = OomWatch()
     try:
         proc = subprocess.Popen(args, cwd=trial["cwd"], env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -83,8 +85,9 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
                 chan.send("metric", trial_id=trial["id"], key=key, value=value, step=steps[key])
     finally:
         code = proc.wait()
+        proc.stdout.close()
     if code != 0:
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        oom = says_oom("\n".join(last)) or (code == -signal.SIGKILL and ram_nearly_full())
+        oom = says_oom("\n".join(last)) or (code == -signal.SIGKILL and oom_watch.struck())
         raise CommandError(f"command {how}" + (" (out of memory)" if oom else ""), oom=oom)
     return final

@@ -159,7 +159,12 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     finally:
         _current_trial = None
         prefetch.set_sink(None)
-    release_gpu_memory()  # here, not in the except block, whose traceback still holds the trial's tensors
+    try:
+        release_gpu_memory()  # here, not in the except block, whose traceback still holds the trial's tensors
+    except Exception as exc:  # noqa: BLE001 - a sticky CUDA error (illegal address, device assert)
+        sys.stderr.write(f"[gridwatch] this worker's CUDA context is broken ({exc}); a fresh worker replaces it\n")
+        _flush_logs()
+        _exit_group(70)
 
 
 def _finish_failed(chan: Channel, trial_id: str, reason: str, extra: dict[str, Any]) -> None:

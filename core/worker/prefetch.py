@@ -25,6 +25,7 @@ from typing import Any
 WINDOW_S = 10.0
 REPORT_EVERY_S = 1.0
 MIN_STEPS = 5  # a rolling figure from fewer steps is mostly start-up
+_END = object()
 JOIN_S = 1.0  # how long a loop that stops waits for the loader thread (it may be inside a slow loader)
 
 Sink = Callable[[dict[str, Any]], None]
@@ -130,10 +131,14 @@ class Prefetcher:
 
         def produce() -> None:
             try:
-                for batch in self.batches:
+                batches = iter(self.batches)
+                while not stop.is_set():  # a loop that left early gets no further (slow) load
+                    batch = next(batches, _END)
+                    if batch is _END:
+                        _put(q, ("end", None), stop)
+                        return
                     if not _put(q, ("batch", self._to_device(batch, stream)), stop):
                         return
-                _put(q, ("end", None), stop)
             except BaseException as exc:  # noqa: BLE001 - handed to the training loop, raised there
                 _put(q, ("error", exc), stop)
 

@@ -21,6 +21,7 @@ class _Cuda:
         self.reserved = 0  # bytes the caching allocator holds (live + cached)
         self.peak = 0
         self.calls = []
+        self.broken = False  # a sticky CUDA error: every later CUDA call raises
 
     def _init(self):
         if not self.initialized:
@@ -50,6 +51,8 @@ class _Cuda:
 
     def empty_cache(self):
         self.calls.append("empty_cache")
+        if self.broken:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
         self.reserved = self.live
 
     def alloc(self, nbytes):

@@ -183,3 +183,18 @@ def test_workers_exit_when_the_cli_is_killed_hard(outside):
         proc.communicate(timeout=10)
     wait_for(lambda: not alive(workers), 10,
              lambda: f"workers notice their parent died and exit: {alive(workers)} still alive")
+
+
+@pytest.mark.parametrize("where", ["grid", "flag"])
+def test_a_gpu_that_is_not_there_names_where_it_was_asked_for(outside, where):
+    g = grid(outside, """
+        [[model]]
+        name = "m"
+        trainable = "gridwatch.demo:mlp"
+        [model.grid]
+        lr = [0.1]
+        """, devices="cpu_slots = 1\ngpus = [5]" if where == "grid" else "cpu_slots = 1")
+    r = cli("run", str(g), *(["--gpus", "7"] if where == "flag" else []), cwd=outside)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    said = "devices.gpus: GPU 5 not found" if where == "grid" else "--gpus: GPU 7 not found"
+    assert said in r.stderr and (where == "flag" or "grid.toml" in r.stderr), r.stderr

@@ -296,3 +296,14 @@ def test_with_a_gpu_but_no_cuda_torch_every_row_says_why(tmp_path, monkeypatch, 
     assert {r["check"].split(".")[0] for r in rows} == {str(i) for i in range(1, 10)}  # every check has a row
     progress = capsys.readouterr().err
     assert all(f"[{i}/9]" in progress for i in range(1, 10))
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--json", "/nonexistent-folder/x.json"], "does not exist"),
+    (["--json", "."], "is a folder"),
+    (["--gpus", "abc"], "--gpus"),
+])
+def test_bad_arguments_are_one_line_and_exit_2_even_without_a_gpu(tmp_path, args, said):
+    r = cli("doctor", *args, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("gridwatch: error: --") and said in r.stderr

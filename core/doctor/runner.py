@@ -39,6 +39,7 @@ CHECKS: list[tuple[str, Check]] = [
 def run_doctor(quick: bool = False, gpus: str | None = None, json_path: str | None = None,
                out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    check_arguments(gpus, json_path)
     found, note = detect_gpus()
     meta: dict[str, Any] = {"gridwatch": __version__, "quick": quick, "note": note,
                             "gpus": [{"index": g.index, "name": g.name, "uuid": g.uuid} for g in found]}
@@ -67,6 +68,19 @@ def run_doctor(quick: bool = False, gpus: str | None = None, json_path: str | No
     if json_path:
         save_json(Path(json_path), rows, {**meta, "checked": [g.index for g in chosen]})
     return exit_code(rows)
+
+
+def check_arguments(gpus: str | None, json_path: str | None) -> None:
+    """Bad arguments are one line (exit 2) before anything runs, GPU or not."""
+    value = gpus_value(gpus or "all")
+    if value != "all" and (not isinstance(value, list) or not value):
+        raise DeviceError(f"--gpus: expected 'all' or GPU indices like 0,1, not {gpus!r}")
+    if json_path:
+        path = Path(json_path)
+        if path.is_dir():
+            raise DeviceError(f"--json {json_path}: is a folder; name a file")
+        if not path.parent.is_dir():
+            raise DeviceError(f"--json {json_path}: folder {str(path.parent)!r} does not exist")
 
 
 def select(found: list[GpuInfo], text: str | None) -> list[GpuInfo]:

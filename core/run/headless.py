@@ -80,7 +80,10 @@ def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False
     indices, given = parse_gpus(gpus)
     if cpu_slots is not None and cpu_slots < 0:
         raise PlanError("--cpu-slots must be 0 or more")
-    slots = devices.plan_slots(machine, grid.devices, cpu_slots, indices, given)
+    try:
+        slots = devices.plan_slots(machine, grid.devices, cpu_slots, indices, given)
+    except devices.DeviceError as exc:
+        raise devices.DeviceError(f"--gpus: {exc}" if given else f"{grid.path}: devices.gpus: {exc}") from None
     if not slots:
         raise PlanError("no slots to run on: cpu_slots is 0 and no GPU is used")
     all_trials = trials.expand(grid)

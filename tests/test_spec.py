@@ -57,6 +57,12 @@ BAD = [
     ("cpu_slots negative", "[devices]\ncpu_slots = -1\n" + GOOD_MODEL, "devices.cpu_slots", "at least 0"),
     ("bad regex", '[[model]]\nname = "c"\ncommand = "x"\nmetrics_regex = "(?P<a"\n', "metrics_regex", "regex"),
     ("same key fixed and grid", GOOD_MODEL + "[model.fixed]\nlr = 1\n", "fixed.lr", "also given"),
+    ("bad regex in a list", '[[model]]\nname = "c"\ncommand = "x"\nmetrics_regex = ["a (?P<a>1)", "b"]\n',
+     "metrics_regex[1]", "named groups"),
+    ("unknown workdir", GOOD_MODEL.replace('name = "m"', 'name = "m"\nworkdir = "tmp"'), "workdir", '"trial"'),
+    ("repeats with folds", '[[model]]\nname = "c"\ncommand = "x {fold}"\nrepeats = 3\n', "repeats",
+     "without {fold}"),
+    ("trial_dir is reserved", GOOD_MODEL.replace("lr = ", "trial_dir = "), "grid.trial_dir", "set by gridwatch"),
 ]
 
 

@@ -19,7 +19,8 @@ from gridwatch.grid.checks import SpecError
 
 DEVICES = ("cpu", "gpu", "any")
 GOALS = ("max", "min")
-RESERVED = ("fold", "n_folds", "seed", "device")
+RESERVED = ("fold", "n_folds", "seed", "device", "repeat", "trial_dir", "trial_id")
+WORKDIRS = ("trial", "shared")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 RUN_KEYS = {"name", "folds", "seed"}
@@ -27,7 +28,7 @@ DEVICE_KEYS = {"cpu_slots", "threads_per_cpu_slot", "gpus", "gpu_slots_per_gpu",
                "vram_reserve_gb"}
 MODEL_KEYS = {
     "name", "trainable", "command", "device", "grid", "fixed", "metric", "goal", "metrics_regex", "cwd",
-    "retries", "timeout",
+    "retries", "timeout", "workdir", "repeats",
 }
 TOP_KEYS = {"run", "devices", "model"}
 
@@ -51,13 +52,20 @@ class ModelSpec:
     device: str
     grid: dict[str, list[Any]]
     fixed: dict[str, Any]
-    cwd: str  # where a command runs
+    cwd: str  # the folder its relative paths start from (default: the grid file's)
     metric: str | None = None
     goal: str | None = None
-    metrics_regex: str | None = None
+    metrics_regex: tuple[str, ...] = ()  # extra patterns for a command's output, beside the built-in formats
     retries: int = 1  # a trial whose worker dies is run again this many times
     timeout: float | None = None  # seconds without any progress event before a trial is killed
     base: str = ""  # the grid file's folder: where `package.module` trainables are looked up first
+    workdir: str = "trial"  # "trial": runs in its own folder that mirrors cwd; "shared": runs in cwd itself
+    repeats: int | None = None  # a command without {fold}: this many runs per config (None: one)
+
+    @property
+    def sees_folds(self) -> bool:
+        """Python trainables get the fold in their config; a command only if its template names it."""
+        return self.kind == "python" or "{fold" in self.target
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,7 @@ def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
     kind, target = _trainable(path, where, m, base)
     if kind == "command":
         _check_template(path, f"{where}.command", target, set(grid) | set(fixed) | set(RESERVED))
-    regex = _regex(path, where, m, kind)
+    regex = _regexes(path, where, m, kind)
     metric = checks.string(path, f"{where}.metric", m["metric"]) if "metric" in m else None
     goal = checks.string(path, f"{where}.goal", m["goal"]) if "goal" in m else None
     if goal is not None and goal not in GOALS:
@@ -184,8 +192,17 @@ def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
             raise SpecError(path, f"{where}.timeout", f"must be a number of seconds above 0, not {checks.toml_repr(t)}")
         timeout = float(t)
+    workdir = checks.string(path, f"{where}.workdir", m.get("workdir", "trial"))
+    if workdir not in WORKDIRS:
+        raise SpecError(path, f"{where}.workdir", f'{workdir!r} must be "trial" (its own folder) or "shared"')
+    repeats = None
+    if "repeats" in m:
+        repeats = checks.whole(path, f"{where}.repeats", m["repeats"], minimum=1)
+        if kind != "command" or "{fold" in target:
+            raise SpecError(path, f"{where}.repeats", "only for a command without {fold}: it gets {repeat} "
+                            "and a {seed} per repeat; with folds, each fold is already a run")
     return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex, retries, timeout,
-                     str(base))
+                     str(base), workdir, repeats)
 
 
 def _trainable(path: Path, where: str, m: dict[str, Any], base: Path) -> tuple[str, str]:
@@ -218,20 +235,28 @@ def _check_template(path: Path, key: str, template: str, known: set[str]) -> Non
             raise SpecError(path, key, f"{{{root}}} is not a grid, fixed or built-in parameter")
 
 
-def _regex(path: Path, where: str, m: dict[str, Any], kind: str) -> str | None:
+def _regexes(path: Path, where: str, m: dict[str, Any], kind: str) -> tuple[str, ...]:
+    r"""One pattern or a list; each needs named groups (the metric names). Single-quote them in TOML:
+    'valid loss\s+(?P<valid_loss>[0-9.]+)' (a double-quoted "\s" is invalid TOML)."""
     if "metrics_regex" not in m:
-        return None
+        return ()
     key = f"{where}.metrics_regex"
     if kind != "command":
         raise SpecError(path, key, "only applies to command trainables")
-    rx = checks.string(path, key, m["metrics_regex"])
-    try:
-        compiled = re.compile(rx)
-    except re.error as exc:
-        raise SpecError(path, key, f"invalid regex: {exc}") from None
-    if not compiled.groupindex:
-        raise SpecError(path, key, "needs named groups, e.g. (?P<loss>[0-9.eE+-]+)")
-    return rx
+    raw = m["metrics_regex"]
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, item in enumerate(items):
+        k = f"{key}[{i}]" if isinstance(raw, list) else key
+        rx = checks.string(path, k, item)
+        try:
+            compiled = re.compile(rx)
+        except re.error as exc:
+            raise SpecError(path, k, f"invalid regex: {exc}") from None
+        if not compiled.groupindex:
+            raise SpecError(path, k, "needs named groups, e.g. (?P<loss>[0-9.eE+-]+)")
+        out.append(rx)
+    return tuple(out)
 
 
 def _axes(path: Path, where: str, grid: dict[str, Any]) -> dict[str, list[Any]]:

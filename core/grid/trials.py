@@ -64,23 +64,35 @@ def expand(grid: GridSpec) -> list[Trial]:
     return [t for m in grid.models for t in _model_trials(grid, m)]
 
 
+def runs_per_config(grid: GridSpec, m: ModelSpec) -> int:
+    """k folds, where the trainable sees the fold; else one run per config (or its `repeats`): k copies of a
+    command that cannot tell folds apart would be k identical runs, at k times the cost."""
+    return grid.folds if m.sees_folds else (m.repeats or 1)
+
+
 def count(grid: GridSpec) -> int:
     total = 0
     for m in grid.models:
         n = 1
         for values in m.grid.values():
             n *= len(values)
-        total += n * grid.folds
+        total += n * runs_per_config(grid, m)
     return total
 
 
 def _model_trials(grid: GridSpec, m: ModelSpec) -> list[Trial]:
     axes = list(m.grid)
     out = []
+    runs = runs_per_config(grid, m)
     for combo in itertools.product(*(m.grid[a] for a in axes)):
         params = dict(zip(axes, combo, strict=True))
         key = config_key(m.name, params)
-        for fold in range(grid.folds):
-            config = {**m.fixed, **params, "fold": fold, "n_folds": grid.folds, "seed": grid.seed}
-            out.append(Trial(f"{key}-f{fold}", m.name, key, params, fold, m.device, config))
+        for i in range(runs):
+            if m.sees_folds:
+                config = {**m.fixed, **params, "fold": i, "n_folds": grid.folds, "seed": grid.seed}
+                tid = f"{key}-f{i}"
+            else:  # repeats: each its own seed, so they differ
+                config = {**m.fixed, **params, "fold": 0, "n_folds": 1, "repeat": i, "seed": grid.seed + i}
+                tid = f"{key}-r{i}" if m.repeats else f"{key}-f0"
+            out.append(Trial(tid, m.name, key, params, i, m.device, config))
     return out

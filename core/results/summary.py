@@ -89,14 +89,16 @@ def leaderboard(rows: Sequence[TrialLike], models: list[dict[str, Any]], folds: 
             if not values:
                 continue
             failed = sum(r.state in FAILED_STATES for r in group)
-            out.append(ConfigResult(model["name"], key, group[0].params, metric, goal, len(values), folds,
+            out.append(ConfigResult(model["name"], key, group[0].params, metric, goal, len(values), len(group),
                                     _mean(values), _std(values), failed))
     shared = len({(c.metric, c.goal) for c in out}) <= 1
     order = {m["name"]: i for i, m in enumerate(models)}
 
-    def rank(c: ConfigResult) -> tuple[int, float]:
+    def rank(c: ConfigResult) -> tuple[int, bool, float]:
+        """Within a ranking, configs with a failed fold come after the complete ones: their mean is over
+        fewer folds (maybe just the lucky one)."""
         score = -c.mean if c.goal == "max" else c.mean
-        return (0 if shared else order[c.model], score)
+        return (0 if shared else order[c.model], c.failed > 0, score)
 
     return sorted(out, key=rank)
 

@@ -1,22 +1,18 @@
-import math
-import re
+"""Command templates and output lines (formats: test_parse.py)."""
 
-from gridwatch.worker.commands import build_args, parse_metrics
+import io
 
-
-def test_parse_key_value_scalars():
-    assert parse_metrics("epoch 3 loss: 0.123 acc=0.9") == {"loss": 0.123, "acc": 0.9}
-    assert parse_metrics("val/loss = 1e-3, lr=3.5E+2") == {"val/loss": 1e-3, "lr": 350.0}
-    assert math.isnan(parse_metrics("loss: nan")["loss"])
-    assert parse_metrics("time: 12:30:01 path=/tmp/x version 1.2.3") == {}
-    assert parse_metrics("Saving to model.pt") == {}
-
-
-def test_parse_with_regex():
-    rx = re.compile(r"step (?P<step>\d+) \| train (?P<loss>[0-9.]+)")
-    assert parse_metrics("step 4 | train 0.25 | loss: 9", rx) == {"step": 4.0, "loss": 0.25}
+from gridwatch.worker.commands import LINE_MAX, build_args, read_lines
 
 
 def test_args_are_filled_per_token_never_through_a_shell():
     args = build_args("python train.py --name {name} --lr {lr}", {"name": "a b; rm -rf ~ $(x)", "lr": 0.1})
     assert args == ["python", "train.py", "--name", "a b; rm -rf ~ $(x)", "--lr", "0.1"]
+
+
+def test_over_long_lines_are_cut_and_the_rest_is_read_and_dropped():
+    text = "short\n" + "x" * (3 * LINE_MAX + 5) + "\nloss: 0.5\n" + "y" * (LINE_MAX + 1)
+    lines = list(read_lines(io.StringIO(text)))
+    assert lines[0] == "short" and lines[2] == "loss: 0.5"
+    assert lines[1].startswith("x" * LINE_MAX) and f"{2 * LINE_MAX + 5:,} more characters" in lines[1]
+    assert lines[3].startswith("y" * LINE_MAX) and "1 more characters" in lines[3] and len(lines) == 4

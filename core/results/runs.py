@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridwatch.results.report import fixed, params_text
+from gridwatch.results.store import SUFFIX as STORE_SUFFIX
 from gridwatch.results.store import ResultStore, StoreError
 from gridwatch.results.summary import summarize
 
 ENV = "GRIDWATCH_RUNS"
-SUFFIX = ".gridwatch.db"
+SUFFIX = STORE_SUFFIX
 
 
 def runs_dir() -> Path:

@@ -80,6 +80,20 @@ def previous_estimates(files: list[Path], exclude: Path) -> list[tuple[str, str,
     return []
 
 
+
+SUFFIX = ".gridwatch.db"
+
+
+def run_folder(db: Path) -> Path:
+    """Where a run keeps its trials' folders: beside its results file, named like it without the suffix."""
+    db = db.absolute()
+    name = db.name[: -len(SUFFIX)] if db.name.endswith(SUFFIX) else db.stem
+    return db.parent / name
+
+
+def trial_dir(db: Path, trial_id: str) -> Path:
+    return run_folder(db) / "trials" / trial_id
+
 class StoreError(RuntimeError):
     pass
 

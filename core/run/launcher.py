@@ -74,11 +74,12 @@ class SlotWorker(QObject):
     def running(self) -> bool:
         return self.proc.state() != QProcess.ProcessState.NotRunning
 
-    def run(self, trial: Trial, model: ModelSpec) -> None:
+    def run(self, trial: Trial, model: ModelSpec, trial_dir: str) -> None:
         """Hand the worker its next trial; `device` in its config is this slot's."""
         self.trial_id = trial.id
         self.send("run", trial={"id": trial.id, "kind": model.kind, "target": model.target, "cwd": model.cwd,
-                                "base": model.base, "metrics_regex": model.metrics_regex,
+                                "base": model.base, "metrics_regex": list(model.metrics_regex),
+                                "metric": model.metric, "trial_dir": trial_dir, "workdir": model.workdir,
                                 "config": {**trial.config, "device": self.slot.torch_device}})
 
     def send(self, type_: str, **fields: object) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from gridwatch.grid.spec import GridSpec
 from gridwatch.grid.trials import RunStatus, Trial, TrialState
-from gridwatch.results.store import ResultStore
+from gridwatch.results.store import ResultStore, run_folder
 from gridwatch.run.devices import Slot, free_memory, memory_device, memory_low
 from gridwatch.run.estimates import Estimates
 from gridwatch.run.launcher import SlotWorker
@@ -66,6 +67,7 @@ class RunSession(QObject):
         self.pool.pids_changed.connect(self.pids_changed)
         self.pool.gave_up.connect(self.notice)
         self.recorder = Recorder(store, self._on_store_error)
+        self.run_folder = run_folder(Path(store.path))  # each trial's own folder is trials/<id> under it
         self.detector = StarvationDetector()
         self._slots = list(slots)
         self._last_gpus: tuple[GpuSample, ...] = ()  # the newest GPU readings, for VRAM admission
@@ -177,7 +179,7 @@ class RunSession(QObject):
         if trial is None:
             self._maybe_done()
             return
-        w.run(trial, self.lifecycle.models[trial.model])
+        w.run(trial, self.lifecycle.models[trial.model], str(self.run_folder / "trials" / trial.id))
 
     def _dispatch_idle(self) -> None:
         for w in list(self.pool.workers):

@@ -1,27 +1,28 @@
 """Command trainables: an unmodified script, its arguments filled from the trial config, no shell.
 
-`key: value` and `key=value` numeric scalars it prints become metrics (each value a step, the last one the
-final result), or the named groups of the model's metrics_regex.
+Its output is parsed line by line (gridwatch.worker.parse): `key: value`, `key=value`, multi-word keys,
+`| key value |` fields, JSON lines and tqdm postfixes, plus the model's metrics_regex patterns. Each value is
+a step and the last one the final result; counters (step, epoch, ...) are the x-axis, never metrics. Lines
+are kept up to LINE_MAX characters: a script that prints 50 MB on one line costs no more than a short one.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import subprocess
 import sys
 from collections import deque
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from gridwatch.telemetry.pressure import OomWatch
+from gridwatch.worker.parse import MetricParser
 from gridwatch.worker.peak import says_oom
 
 LAST_LINES = 30  # a failed command's last lines are searched for an out-of-memory report
-
-NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
-SCALAR_RE = re.compile(rf"(?<![\w.])([A-Za-z_][\w./-]*)\s*[:=]\s*({NUMBER})(?![\w.:/])", re.IGNORECASE)
+LINE_MAX = 8192  # characters of one output line that are kept (logged, parsed)
+FORMATS = "`key: value`, `key=value`, `| key value |` fields, JSON lines, tqdm postfixes"
 
 
 class Sender(Protocol):
@@ -39,25 +40,30 @@ def build_args(template: str, config: dict[str, Any]) -> list[str]:
     return [token.format_map(config) for token in shlex.split(template)]
 
 
-def parse_metrics(line: str, regex: re.Pattern[str] | None = None) -> dict[str, float]:
-    found: dict[str, float] = {}
-    if regex is not None:
-        for m in regex.finditer(line):
-            for key, value in m.groupdict().items():
-                if value is not None:
-                    try:
-                        found[key] = float(value)
-                    except ValueError:
-                        pass
-        return found
-    for key, value in SCALAR_RE.findall(line):
-        found[key] = float(value)
-    return found
+def read_lines(stream: IO[str]) -> Any:
+    """Lines without their newline, each cut at LINE_MAX characters (the rest is read and dropped, so a
+    huge line never sits in memory whole)."""
+    while True:
+        raw = stream.readline(LINE_MAX)
+        if not raw:
+            return
+        if raw.endswith("\n"):
+            yield raw[:-1]
+            continue
+        dropped = 0
+        while True:  # the rest of an over-long line (or the last line, without a newline)
+            more = stream.readline(LINE_MAX)
+            if not more:
+                break
+            dropped += len(more) - more.endswith("\n")
+            if more.endswith("\n"):
+                break
+        yield raw + (f" ... [{dropped:,} more characters of this line not kept]" if dropped else "")
 
 
 def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
     args = build_args(trial["target"], trial["config"])
-    regex = re.compile(trial["metrics_regex"]) if trial.get("metrics_regex") else None
+    parser = MetricParser(trial.get("metrics_regex") or ())
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # "python" in a command means this environment's Python, as when the user typed it in an activated venv.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
@@ -67,6 +73,8 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", bufsize=1)
     except FileNotFoundError:
+        if not os.path.isdir(trial["cwd"]):
+            raise CommandError(f"working folder not found: {trial['cwd']}") from None
         raise CommandError(f"command not found: {args[0]}") from None
     except PermissionError:
         raise CommandError(f"command not executable: {args[0]}") from None
@@ -75,11 +83,10 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
     last: deque[str] = deque(maxlen=LAST_LINES)
     assert proc.stdout is not None
     try:
-        for raw in proc.stdout:
-            line = raw.rstrip("\n")
+        for line in read_lines(proc.stdout):
             last.append(line)
             chan.send("log", trial_id=trial["id"], stream="stdout", line=line)
-            for key, value in parse_metrics(line, regex).items():
+            for key, value in parser.parse(line).metrics.items():
                 steps[key] = steps.get(key, 0) + 1
                 final[key] = value
                 chan.send("metric", trial_id=trial["id"], key=key, value=value, step=steps[key])
@@ -89,5 +96,14 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
     if code != 0:
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         oom = says_oom("\n".join(last)) or (code == -signal.SIGKILL and oom_watch.struck())
-        raise CommandError(f"command {how}" + (" (out of memory)" if oom else ""), oom=oom)
+        raise CommandError(f"command {how}" + (" (out of memory)" if oom else "") + _last_words(last), oom=oom)
+    if not final:
+        raise CommandError("no metric in its output" + _last_words(last) + f". Understood: {FORMATS}; or give "
+                           "the model a metrics_regex with named groups, e.g. 'acc (?P<acc>[0-9.]+)'")
     return final
+
+
+def _last_words(last: deque[str]) -> str:
+    """The last non-empty line, where a failing script says why (argparse's error, an exception)."""
+    line = next((ln.strip() for ln in reversed(last) if ln.strip()), "")
+    return f": {line[:300]}" if line else ""

@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import IO, Any
 
 from gridwatch.grid.locate import load_trainable
-from gridwatch.worker import commands, prefetch, protocol
+from gridwatch.worker import commands, prefetch, protocol, trialdir
+from gridwatch.worker.commands import LINE_MAX
 from gridwatch.worker.metrics import clean_metrics
 from gridwatch.worker.peak import PeakMeter, is_oom, release_gpu_memory
 
@@ -32,6 +33,8 @@ class Channel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.lock = threading.Lock()
+        self.log_file: IO[str] | None = None  # the running trial's whole output, in its folder
+        self.log_room = 0  # bytes the log file may still take
 
     def send(self, type_: str, **fields: Any) -> None:
         data = protocol.encode(type_, t=time.time(), **fields)
@@ -40,6 +43,39 @@ class Channel:
             while view:
                 n = os.write(self.fd, view)
                 view = view[n:]
+            if type_ == "log" and self.log_file is not None:
+                self._keep(str(fields.get("line", "")))
+
+    def _keep(self, line: str) -> None:
+        if self.log_room <= 0:
+            return
+        text = line + "\n"
+        self.log_room -= len(text)
+        if self.log_room <= 0:
+            text = f"[gridwatch] this log stops here: {trialdir.LOG_MAX // 2**20} MB kept\n"
+        try:
+            self.log_file.write(text)  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            self.log_room = 0
+
+    def open_log(self, folder: str | None) -> None:
+        self.close_log()
+        if folder:
+            try:
+                self.log_file = open(os.path.join(folder, trialdir.LOG_NAME), "a", encoding="utf-8",  # noqa: SIM115
+                                     errors="replace")
+                self.log_room = trialdir.LOG_MAX
+            except OSError:
+                self.log_file = None
+
+    def close_log(self) -> None:
+        with self.lock:
+            if self.log_file is not None:
+                try:
+                    self.log_file.close()
+                except OSError:
+                    pass
+            self.log_file = None
 
 
 class LogStream:
@@ -47,19 +83,33 @@ class LogStream:
 
     def __init__(self, chan: Channel, stream: str) -> None:
         self.chan, self.stream, self.buf = chan, stream, ""
+        self.dropped = 0  # characters of the current over-long line not kept
         self.lock = threading.Lock()
 
     def write(self, text: str) -> int:
+        """Whole lines become log messages, each cut at LINE_MAX characters: a 50 MB print costs no more."""
         with self.lock:
-            self.buf += text
-            *lines, self.buf = self.buf.split("\n")
-        for line in lines:
+            *lines, rest = text.split("\n")
+            out = [self._take(part) for part in lines]
+            self._take(rest, keep=True)
+        for line in out:
             self.chan.send("log", trial_id=_current_trial, stream=self.stream, line=line)
         return len(text)
 
+    def _take(self, part: str, keep: bool = False) -> str:
+        """Add `part` to the line being built; return the line (a complete one) and reset, unless `keep`."""
+        room = LINE_MAX - len(self.buf)
+        self.buf += part[:room]
+        self.dropped += max(0, len(part) - room)
+        if keep:
+            return ""
+        line = self.buf + (f" ... [{self.dropped:,} more characters of this line not kept]" if self.dropped else "")
+        self.buf, self.dropped = "", 0
+        return line
+
     def flush(self) -> None:
         with self.lock:
-            line, self.buf = self.buf, ""
+            line = self._take("") if self.buf or self.dropped else ""
         if line:
             self.chan.send("log", trial_id=_current_trial, stream=self.stream, line=line)
 
@@ -135,7 +185,9 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     meter = PeakMeter(lambda rss, vram: chan.send("memory_probe", trial_id=trial["id"], rss=rss,
                                                   vram=vram if own_vram else None))
     meter.start()
+    home = os.getcwd()
     try:
+        _enter_trial_dir(chan, trial)
         if trial["kind"] == "command":
             raw = commands.run_command(trial, chan)
         else:
@@ -143,6 +195,7 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
         metrics, problem = clean_metrics(raw, strict=True)
         if problem:
             raise TrialError(problem)
+        _check_metric(trial, metrics)
     except TrialError as exc:
         _finish_failed(chan, trial["id"], str(exc), meter.stop(own_vram))
     except commands.CommandError as exc:
@@ -159,12 +212,40 @@ def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
     finally:
         _current_trial = None
         prefetch.set_sink(None)
+        os.chdir(home)
+        chan.close_log()
     try:
         release_gpu_memory()  # here, not in the except block, whose traceback still holds the trial's tensors
     except Exception as exc:  # noqa: BLE001 - a sticky CUDA error (illegal address, device assert)
         sys.stderr.write(f"[gridwatch] this worker's CUDA context is broken ({exc}); a fresh worker replaces it\n")
         _flush_logs()
         _exit_group(70)
+
+
+def _enter_trial_dir(chan: Channel, trial: dict[str, Any]) -> None:
+    """Make the trial's own folder, name it in the environment and the config, and (workdir = "trial") run
+    the trial there: `cwd` below is where a command starts, and a Python trainable's working folder."""
+    folder = trial.get("trial_dir")
+    if not folder:
+        return
+    mirror = trial.get("workdir", "trial") == "trial"
+    trialdir.prepare(folder, trial["cwd"], mirror)
+    chan.open_log(folder)
+    os.environ["GRIDWATCH_TRIAL_DIR"] = folder
+    os.environ["GRIDWATCH_TRIAL_ID"] = trial["id"]
+    trial["config"] = {**trial["config"], "trial_dir": folder, "trial_id": trial["id"]}
+    if mirror:
+        trial["cwd"] = folder
+    os.chdir(trial["cwd"])
+
+
+def _check_metric(trial: dict[str, Any], metrics: dict[str, float]) -> None:
+    """No metric, no success; and the model's `metric` must be among them."""
+    wanted = trial.get("metric")
+    if not metrics:
+        raise TrialError("returned no metrics" if trial["kind"] == "python" else "no metric in its output")
+    if wanted and wanted not in metrics:
+        raise TrialError(f"metric {wanted!r} never appeared; saw: {', '.join(metrics)}")
 
 
 def _finish_failed(chan: Channel, trial_id: str, reason: str, extra: dict[str, Any]) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from gridwatch import __version__
-from gridwatch.grid.spec import DeviceSpec, SpecError
-from gridwatch.grid.trials import RunStatus
+from gridwatch.grid.spec import DeviceSpec, GridSpec, SpecError
+from gridwatch.grid.trials import RunStatus, TrialState
 from gridwatch.resources import DEMO_GRID
 from gridwatch.results import runs
 from gridwatch.results.report import (
+    LEADERBOARD_TOP,
     failures_text,
     leaderboard_text,
     params_text,
@@ -26,14 +27,15 @@ from gridwatch.results.report import (
     table,
     timing_text,
 )
-from gridwatch.results.store import ResultStore, StoreError
-from gridwatch.results.summary import summarize
+from gridwatch.results.store import ResultStore, StoreError, trial_dir
+from gridwatch.results.summary import infer_goal, summarize
 from gridwatch.run import devices
 from gridwatch.run.devices import DeviceError
 from gridwatch.run.headless import MAX_TRIALS, PlanError, plan_run, run_planned
 from gridwatch.run.progress import Progress, format_seconds
 from gridwatch.run.session import RunSession
 from gridwatch.telemetry.starvation import Verdict
+from gridwatch.worker.trialdir import LOG_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -51,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a results file (--db, or the newest for this grid): skip finished trials")
     run.add_argument("--cpu-slots", type=int, metavar="N", help="CPU worker slots (default: the grid's)")
     run.add_argument("--gpus", metavar="LIST", help="'all', 'none' or GPU indices like 0,1")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress bar; at the end a few lines: the best configs, failures, the results file")
+    run.add_argument("--timing", action="store_true", help="at the end, each trial's duration too")
     run.add_argument("--max-trials", type=int, default=MAX_TRIALS, metavar="N",
                      help=f"refuse grids with more trials than this (default {MAX_TRIALS:,})")
     sub.add_parser("devices", help="show this machine's CPUs, RAM and GPUs, and the default slots")
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="one row per trial of a results file")
     rep.add_argument("db", help="results file (*.gridwatch.db)")
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    logs = sub.add_parser("logs", help="one trial's output (its whole log from its trial folder)")
+    logs.add_argument("db", help="results file (*.gridwatch.db)")
+    logs.add_argument("trial", help="trial id (or the start of one), as `gridwatch report` lists them")
     return p
 
 
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "runs":
             return cmd_runs()
+        if args.command == "logs":
+            return cmd_logs(args)
         if args.command == "doctor":
             from gridwatch.doctor import run_doctor  # its checks are needed only here
 
@@ -138,6 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     skipped = f" ({len(planned.done_ids)} already finished, skipped)" if planned.done_ids else ""
     print(f"gridwatch: {planned.grid.name}: {todo} trials to run{skipped} on {len(planned.slots)} slots "
           f"[{slots}] -> {planned.store.path}", file=sys.stderr)
+    for line in plan_notes(planned.grid):
+        print(f"gridwatch: {line}", file=sys.stderr)
     printer = ProgressPrinter(sys.stderr, args.quiet)
     started = time.time()
 
@@ -156,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = run_planned(planned, on_tick=printer.tick, on_session=listen)
     printer.tick(session)
     printer.done()
-    print_summary(planned.store, session, time.time() - started)
+    print_summary(planned.store, session, time.time() - started, args.quiet, args.timing)
     planned.store.close()
     if session.status == RunStatus.STOPPED:
         print(f"gridwatch: interrupted; finished trials are kept. Continue with: gridwatch run {args.grid} "
@@ -165,21 +176,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if session.status == RunStatus.DONE else EXIT_FAILED
 
 
-def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> None:
+def plan_notes(grid: GridSpec) -> list[str]:
+    """Said once at start: what each model is ranked by, and commands that cannot see the fold."""
+    out = []
+    for m in grid.models:
+        if m.metric:
+            goal = m.goal or infer_goal(m.metric)
+            out.append(f"{m.name}: ranked by {m.metric} ({'higher' if goal == 'max' else 'lower'} is better)")
+        else:
+            out.append(f"{m.name}: ranked by the first metric it reports (set metric = \"...\" to choose)")
+        if not m.sees_folds:
+            runs = f"{m.repeats} runs (repeats)" if m.repeats else "one run"
+            out.append(f"{m.name}: its command has no {{fold}}, so folds would be identical copies: {runs} per "
+                       "config instead (add {fold} to the command to use folds, or repeats = N with {seed})")
+    return out
+
+
+def print_summary(store: ResultStore, session: RunSession, wall_s: float, quiet: bool = False,
+                  timing: bool = False) -> None:
+    """The leaderboard (top LEADERBOARD_TOP, or each model's best with --quiet), the speedup, the diagnosis,
+    each failure with its last lines of output, and where the results are. Per-trial timing when asked."""
     info = store.run_info()
     ours = session.trials()
     rows = [r for r in store.trials() if r.id in ours]
     whole = summarize(rows, info["models"], info["folds"])
-    print("\nLeaderboard (cross-validation over folds; best first)")
-    print(leaderboard_text(whole.board))
+    if quiet:  # the best config of each model
+        best = [c for i, c in enumerate(whole.board) if all(o.model != c.model for o in whole.board[:i])]
+        print("\nLeaderboard: the best config of each model (cross-validation over folds)")
+        print(leaderboard_text(best))
+        if len(whole.board) > len(best):
+            print(f"... and {len(whole.board) - len(best)} more configs")
+    else:
+        print("\nLeaderboard (cross-validation over folds; best first)")
+        print(leaderboard_text(whole.board, LEADERBOARD_TOP))
     ran = summarize([r for r in rows if r.started is not None and r.started >= session.started_at - 1], [], 0,
                     wall_s)
-    if ran.timed:
+    if timing and ran.timed:
         print("\nTiming (this session)")
         print(timing_text(ran))
+    if ran.timed and any(r.state == TrialState.FINISHED for r in ran.timed):
         print(speedup_text(ran))
     verdicts = store.verdicts()
-    if verdicts:
+    if verdicts and not quiet:
         print("\nDiagnosis (what kept trials or GPUs waiting)")
         fixes: dict[str, list[str]] = {}
         params = {r.id: params_text(r.params) for r in rows}
@@ -189,10 +227,16 @@ def print_summary(store: ResultStore, session: RunSession, wall_s: float) -> Non
         for fix, lines in fixes.items():
             print("\n".join(lines))
             print(f"  fix: {fix}")
-    failures = failures_text(whole)
+    elif verdicts:
+        print(f"diagnosis: {len(verdicts)} verdict(s) on what kept trials waiting (run without --quiet to see)")
+    logs = {r.id: r.log_tail for r in rows}
+    failures = failures_text(whole, 3 if quiet else 10, 0 if quiet else 3, logs)
     if failures:
-        print("\n".join(failures) + (f" (gridwatch report {store.path})" if failures[-1].startswith("...") else ""))
-    print(f"results: {store.path}")
+        print("\nFailed")
+        print("\n".join(failures))
+        print(f"(each trial's output: gridwatch logs {store.path} TRIAL_ID; all: gridwatch report {store.path})")
+    more = len(whole.board) > (len({c.model for c in whole.board}) if quiet else LEADERBOARD_TOP)
+    print(f"results: {store.path}" + (f" (every config: gridwatch report {store.path})" if more else ""))
 
 
 def cmd_devices() -> int:
@@ -217,9 +261,32 @@ def cmd_devices() -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     store = ResultStore(Path(args.db), create=False)
     try:
-        print(render_trials(store.trials(), args.format))
+        print(render_trials(store.trials(), args.format, store.path))
     finally:
         store.close()
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """The trial's whole output from its folder's log, else the tail the results file keeps."""
+    store = ResultStore(Path(args.db), create=False)
+    try:
+        rows = store.trials()
+    finally:
+        store.close()
+    match = [r for r in rows if r.id == args.trial] or [r for r in rows if r.id.startswith(args.trial)]
+    if len(match) != 1:
+        what = "no trial" if not match else f"{len(match)} trials ({', '.join(r.id for r in match[:3])}, ...)"
+        raise StoreError(f"{args.db}: {what} matching {args.trial!r}; `gridwatch report {args.db}` lists them")
+    row = match[0]
+    log = trial_dir(store.path, row.id) / LOG_NAME
+    if log.is_file():
+        with open(log, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                sys.stdout.write(line)
+    else:
+        print(row.log_tail)
+    print(f"-- {row.id}: {row.state}" + (f": {row.reason}" if row.reason else ""), file=sys.stderr)
     return EXIT_OK
 
 

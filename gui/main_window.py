@@ -35,7 +35,7 @@ from gridwatch.gui.trials_panel import TrialsPanel
 from gridwatch.gui.window_layout import restore_layout, save_layout
 from gridwatch.results import runs
 from gridwatch.results.replay import live_from_store
-from gridwatch.results.store import ResultStore, StoreError
+from gridwatch.results.store import ResultStore, StoreError, run_folder
 from gridwatch.results.summary import summarize
 from gridwatch.run.devices import DeviceError, Machine
 from gridwatch.run.headless import MAX_TRIALS, PlanError, SnapshotBridge, plan_grid
@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
             return
         self._close_store()
         self.store = planned.store
+        self.detail.trials_folder = run_folder(planned.store.path) / "trials"
         session = planned.session(self)
         self.session = session
         session.trial_started.connect(self._on_trial_changed)
@@ -225,6 +226,7 @@ class MainWindow(QMainWindow):
             return
         try:
             store = ResultStore(Path(path), create=False)
+            self.detail.trials_folder = run_folder(store.path) / "trials"
             live, info = live_from_store(store)
         except StoreError as exc:
             QMessageBox.critical(self, "Cannot open run", str(exc))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
 
@@ -30,13 +33,17 @@ class TrialDetail(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(split, 1)
         self.trial_id: str | None = None
+        self.trials_folder: Path | None = None  # the run's trials/ folder: each trial's files are in trials/<id>
 
     def show_trial(self, lt: LiveTrial | None) -> None:
         self.trial_id = lt.trial.id if lt else None
         if lt is None:
             return
         reason = f" — {lt.reason}" if lt.reason else ""
-        self.title.setText(f"{lt.trial.id}: {lt.state}{reason}")
+        folder = self.trials_folder / lt.trial.id if self.trials_folder is not None else None
+        files = f"\nits files: {folder}" if folder is not None and folder.is_dir() else ""
+        self.title.setText(f"{lt.trial.id}: {lt.state}{reason}{files}")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.curves.clear()
         series: dict[str, tuple[list[int], list[float]]] = {}
         for key, step, value, _t in lt.steps:

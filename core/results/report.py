@@ -7,13 +7,15 @@ import csv
 import io
 import json
 import math
+from pathlib import Path
 from typing import Any
 
-from gridwatch.results.store import TrialRow
+from gridwatch.results.store import TrialRow, run_folder, trial_dir
 from gridwatch.results.summary import ConfigResult, RunSummary
 
 TRIAL_COLUMNS = ["trial_id", "model", "fold", "state", "device", "slot", "start", "end", "duration_s",
-                 "attempts", "reason"]
+                 "attempts", "reason", "trial_dir", "log_tail"]
+LEADERBOARD_TOP = 20  # configs the CLI lists; `gridwatch report` has every trial
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -55,11 +57,14 @@ def leaderboard_cells(board: list[ConfigResult]) -> list[list[str]]:
     return rows
 
 
-def leaderboard_text(board: list[ConfigResult]) -> str:
+def leaderboard_text(board: list[ConfigResult], top: int | None = None) -> str:
+    """Best first; with `top`, only that many rows and a line saying how many more."""
     if not board:
         return "no finished trials: nothing to rank"
     rows = [[*r[:4], f"{r[4]} ± {r[5]}", r[6]] for r in leaderboard_cells(board)]
-    return table(["#", "model", "params", "metric", "CV mean ± std", "folds"], rows)
+    more = len(rows) - top if top is not None and len(rows) > top else 0
+    text = table(["#", "model", "params", "metric", "CV mean ± std", "folds"], rows[: len(rows) - more])
+    return text + (f"\n... and {more} more configs" if more else "")
 
 
 def speedup_text(s: RunSummary) -> str:
@@ -88,23 +93,31 @@ def timing_text(s: RunSummary) -> str:
     return "\n".join(lines)
 
 
-def failures_text(s: RunSummary, limit: int = 10) -> list[str]:
-    """Each failed or timed-out trial with its reason (the first `limit`), then how many more."""
+def failures_text(s: RunSummary, limit: int = 10, last_lines: int = 3, logs: dict[str, str] | None = None
+                  ) -> list[str]:
+    """Each failed or timed-out trial with its reason (the first `limit`) and, from `logs` (trial id -> its
+    stored output), its last lines; then how many more."""
     rows = s.failed_rows()
-    lines = [f"{r.state}: {r.id}: {r.reason}" for r in rows[:limit]]
+    lines = []
+    for r in rows[:limit]:
+        lines.append(f"{r.state}: {r.id}: {r.reason}")
+        tail = [ln for ln in (logs or {}).get(r.id, "").splitlines() if ln.strip()][-last_lines:]
+        lines += [f"    | {ln[:200]}" for ln in tail]
     if len(rows) > limit:
         lines.append(f"... and {len(rows) - limit} more failed")
     return lines
 
 
-def trial_records(rows: list[TrialRow]) -> list[dict[str, Any]]:
-    """One flat record per trial: fixed columns, then every param, then every final metric."""
+def trial_records(rows: list[TrialRow], db: Path | None = None) -> list[dict[str, Any]]:
+    """One flat record per trial: fixed columns (its folder, where its files are, and the tail of its
+    output), then every param, then every final metric."""
     out = []
     for r in rows:
         rec: dict[str, Any] = {
             "trial_id": r.id, "model": r.model, "fold": r.fold, "state": r.state, "device": r.device,
             "slot": r.slot, "start": r.started, "end": r.ended, "duration_s": r.duration,
             "attempts": r.attempts, "reason": r.reason,
+            "trial_dir": str(trial_dir(db, r.id)) if db is not None else None, "log_tail": r.log_tail,
         }
         rec.update({f"param.{k}": v for k, v in r.params.items()})
         rec.update({f"metric.{k}": v for k, v in r.metrics.items()})
@@ -122,8 +135,8 @@ def _columns(records: list[dict[str, Any]]) -> list[str]:
     return cols
 
 
-def render_trials(rows: list[TrialRow], format_: str) -> str:
-    records = trial_records(rows)
+def render_trials(rows: list[TrialRow], format_: str, db: Path | None = None) -> str:
+    records = trial_records(rows, db)
     if format_ == "json":
         return json.dumps(records, indent=2)
     cols = _columns(records)
@@ -133,9 +146,12 @@ def render_trials(rows: list[TrialRow], format_: str) -> str:
         writer.writeheader()
         writer.writerows(records)
         return buf.getvalue().rstrip("\n")
-    shown = [c for c in cols if c not in ("start", "end", "attempts")]
+    shown = [c for c in cols if c not in ("start", "end", "attempts", "trial_dir", "log_tail")]
     cells = [[_cell(rec.get(c)) for c in shown] for rec in records]
-    return table([c.removeprefix("param.").removeprefix("metric.") for c in shown], cells)
+    text = table([c.removeprefix("param.").removeprefix("metric.") for c in shown], cells)
+    if db is not None:
+        text += f"\ntrial folders: {run_folder(db) / 'trials'}/<trial_id>/ (--format json: each trial's log tail)"
+    return text
 
 
 def _cell(v: Any) -> str:

@@ -224,3 +224,21 @@ def test_long_lines_stay_fast(line):
     start = time.perf_counter()
     PARSER.parse(line)
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("line", [
+    # torch's deprecation warning, printed to stderr (merged into the output) by word_language_model
+    "\tadd_(Tensor other, *, Number alpha = 1) (Triggered internally at "
+    "/pytorch/torch/csrc/utils/python_arg_parser.cpp:1691.)",
+    "main.py:190: UserWarning: This overload of add_ is deprecated: loss: 3",
+    "Adam(lr=0.001, betas=(0.9, 0.999), weight_decay=0)",  # an optimizer echoed back: hyperparameters
+    "ValueError: loss=nan is not allowed",
+])
+def test_warnings_exceptions_and_echoed_calls_are_not_metrics(line):
+    assert PARSER.parse(line).metrics == {}
+
+
+def test_a_parenthesised_call_does_not_glue_keys_together():
+    assert PARSER.parse("train(loss=0.3) val_loss: 0.2").metrics == {"val_loss": 0.2}
+    assert PARSER.parse("Epoch: [0][ 10/5005]\tTime  0.123 ( 0.456)\tLoss 6.9 (6.9)").metrics == {
+        "time": 0.123, "loss": 6.9}

@@ -190,3 +190,19 @@ def test_workdir_shared_runs_in_the_grid_folder(outside):
     assert r.returncode == 0, r.stdout + r.stderr
     assert (outside / "shared.txt").read_text() == "x" * 4
     assert os.path.isdir(outside / "r" / "trials"), "the trial folders exist (their logs) all the same"
+
+
+def test_a_traceback_names_the_exception_not_the_advice_after_it(outside):
+    write(outside / "crash.py", """
+        import sys
+        print("loss: 1.0")
+        print("Traceback (most recent call last):", file=sys.stderr)
+        print("_pickle.UnpicklingError: Weights only load failed.", file=sys.stderr)
+        print("Check the documentation of torch.load to learn more.", file=sys.stderr)
+        sys.exit(1)
+        """)
+    g = grid(outside, _model("c", "python crash.py {fold}"), folds=2)
+    r = cli("run", str(g), "--quiet", cwd=outside)
+    assert r.returncode == 1
+    assert "command exited with code 1: _pickle.UnpicklingError: Weights only load failed." in r.stdout
+    assert "    | " not in r.stdout, "--quiet: reasons only, no output lines"

@@ -62,6 +62,8 @@ BAD = [
     ("unknown workdir", GOOD_MODEL.replace('name = "m"', 'name = "m"\nworkdir = "tmp"'), "workdir", '"trial"'),
     ("repeats with folds", '[[model]]\nname = "c"\ncommand = "x {fold}"\nrepeats = 3\n', "repeats",
      "without {fold}"),
+    ("regex in double quotes", '[[model]]\nname = "c"\ncommand = "x"\nmetrics_regex = "loss\\s+(?P<l>1)"\n',
+     "invalid TOML", "single quotes"),
     ("trial_dir is reserved", GOOD_MODEL.replace("lr = ", "trial_dir = "), "grid.trial_dir", "set by gridwatch"),
 ]
 

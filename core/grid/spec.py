@@ -105,6 +105,8 @@ def _toml_error(path: str | Path, exc: tomllib.TOMLDecodeError) -> SpecError:
     m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
     if m:
         reason = msg[: m.start()].strip()
+        if "Unescaped '\\'" in reason:  # a regex in double quotes, most likely
+            reason += " (write regexes in single quotes, e.g. 'loss\\s+(?P<loss>[0-9.]+)')"
         return SpecError(f"{path}:{m.group(1)}:{m.group(2)}", "", f"invalid TOML: {reason}")
     return SpecError(path, "", f"invalid TOML: {msg}")
 

@@ -101,7 +101,7 @@ def failures_text(s: RunSummary, limit: int = 10, last_lines: int = 3, logs: dic
     lines = []
     for r in rows[:limit]:
         lines.append(f"{r.state}: {r.id}: {r.reason}")
-        tail = [ln for ln in (logs or {}).get(r.id, "").splitlines() if ln.strip()][-last_lines:]
+        tail = [ln for ln in (logs or {}).get(r.id, "").splitlines() if ln.strip()][-last_lines:] if last_lines else []
         lines += [f"    | {ln[:200]}" for ln in tail]
     if len(rows) > limit:
         lines.append(f"... and {len(rows) - limit} more failed")

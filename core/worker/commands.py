@@ -9,6 +9,7 @@ are kept up to LINE_MAX characters: a script that prints 50 MB on one line costs
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -103,7 +104,12 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
     return final
 
 
+SAYS_WHY = re.compile(r"^(?:[\w.]+(?:Error|Exception|Interrupt|Exit)\b|\S+: error: )")
+
+
 def _last_words(last: deque[str]) -> str:
-    """The last non-empty line, where a failing script says why (argparse's error, an exception)."""
-    line = next((ln.strip() for ln in reversed(last) if ln.strip()), "")
+    """Where a failing script says why: the last exception line (`_pickle.UnpicklingError: ...`, not the
+    advice printed after it) or argparse's `prog: error: ...`; else its last non-empty line."""
+    lines = [ln.strip() for ln in last if ln.strip()]
+    line = next((ln for ln in reversed(lines) if SAYS_WHY.match(ln)), lines[-1] if lines else "")
     return f": {line[:300]}" if line else ""

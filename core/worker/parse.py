@@ -74,6 +74,10 @@ class Parsed:
             target[key] = value
 
 
+RAISED = re.compile(r"\b[A-Z]\w*(?:Warning|Error|Exception)\b:")
+CALL = re.compile(r"(?<=[\w.])\((?:[^()]++|\([^()]*+\))*+\)")  # the (...) of name(...), one level nested
+
+
 class MetricParser:
     """The built-in formats, plus the user's regexes: a named group is a key, and it wins over a built-in."""
 
@@ -83,8 +87,10 @@ class MetricParser:
     def parse(self, line: str) -> Parsed:
         text = last_segment(line)
         out = Parsed()
-        if "Namespace(" not in text:  # argparse's echo of the hyperparameters, not results
-            parse_builtin(text, out)
+        # Not results: argparse's echo of the hyperparameters, warnings and exceptions (`UserWarning: ...`),
+        # and call-like text such as `Adam(lr=0.001)` or a signature `add_(Tensor other, *, Number alpha = 1)`.
+        if "Namespace(" not in text and not RAISED.search(text):
+            parse_builtin(CALL.sub(", ", text), out)
         for regex in self._regexes:
             for match in regex.finditer(text):
                 for key, value in match.groupdict().items():

@@ -226,11 +226,17 @@ class MainWindow(QMainWindow):
             return
         try:
             store = ResultStore(Path(path), create=False)
-            self.detail.trials_folder = run_folder(store.path) / "trials"
-            live, info = live_from_store(store)
         except StoreError as exc:
             QMessageBox.critical(self, "Cannot open run", str(exc))
             return
+        try:  # damage the check on opening could not see shows up here, as the same one line
+            live, info = live_from_store(store)
+            verdicts, telemetry = store.verdicts(), store.telemetry()
+        except StoreError as exc:
+            store.close()
+            QMessageBox.critical(self, "Cannot open run", str(exc))
+            return
+        self.detail.trials_folder = run_folder(store.path) / "trials"
         self._close_store()
         self.store, self.session = store, None
         self.trials.set_waiting({})
@@ -240,10 +246,9 @@ class MainWindow(QMainWindow):
         self._show_live(live, slots, origin)
         for lt in live.values():
             self.timeline.update_trial(lt)
-        verdicts = store.verdicts()
         self.trials.set_badges({})
         self.diagnosis.show_verdicts(verdicts)
-        self.monitor.replay(store.telemetry(), slots)
+        self.monitor.replay(telemetry, slots)
         self.setWindowTitle(f"gridwatch — {Path(path).name} (read-only)")
         self._update_actions()
 

@@ -126,13 +126,15 @@ def trial_records(rows: list[TrialRow], db: Path | None = None) -> list[dict[str
 
 
 def _columns(records: list[dict[str, Any]]) -> list[str]:
-    cols = list(TRIAL_COLUMNS)
+    """The fixed columns, then every param, then every metric, each in order of first appearance. A dict
+    keeps that order and finds a name in one step: linear in the cells, however many metrics a trial has."""
+    cols = dict.fromkeys(TRIAL_COLUMNS)
     for prefix in ("param.", "metric."):
         for rec in records:
             for k in rec:
-                if k.startswith(prefix) and k not in cols:
-                    cols.append(k)
-    return cols
+                if k.startswith(prefix):
+                    cols.setdefault(k)
+    return list(cols)
 
 
 def render_trials(rows: list[TrialRow], format_: str, db: Path | None = None) -> str:

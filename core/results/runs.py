@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridwatch.grid.trials import TrialState
 from gridwatch.results.report import fixed, params_text
 from gridwatch.results.store import SUFFIX as STORE_SUFFIX
 from gridwatch.results.store import ResultStore, StoreError
@@ -71,14 +72,17 @@ def list_runs(folder: Path | None = None) -> list[RunListing]:
     return [_listing(f) for f in files]
 
 
+UNREADABLE = "unreadable"  # a listing's state when the file cannot be read; `best` then says why
+
+
 def _listing(path: Path) -> RunListing:
     try:
         store = ResultStore(path, create=False)
     except StoreError as exc:
-        return RunListing(path, path.name, None, "unreadable", 0, -1, str(exc))
+        return _unreadable(path, exc)
     try:
         info = store.run_info()
-        rows = store.trials()
+        rows = [r for r in store.trials() if r.state != TrialState.SUPERSEDED]  # an earlier grid's: not this run's
         state = store.last_status()
         s = summarize(rows, info["models"], info["folds"])
         best = ""
@@ -87,6 +91,11 @@ def _listing(path: Path) -> RunListing:
             best = f"{c.metric} {fixed(c.mean)} ({c.model} {params_text(c.params)})"
         return RunListing(path, info["name"], info["created"], state, s.ended, s.total, best)
     except (StoreError, sqlite3.Error) as exc:
-        return RunListing(path, path.name, None, "unreadable", 0, -1, str(exc))
+        return _unreadable(path, exc)
     finally:
         store.close()
+
+
+def _unreadable(path: Path, exc: Exception) -> RunListing:
+    why = str(exc).removeprefix(f"{path}: ")  # the listing names the file already
+    return RunListing(path, path.name, None, UNREADABLE, 0, -1, why)

@@ -6,16 +6,18 @@ Resume reads which trials are `finished` and skips them; everything else runs ag
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gridwatch.grid.spec import GridSpec
 from gridwatch.grid.trials import Trial, TrialState
+from gridwatch.results.files import StoreError, WriterLock, private_dir, private_file
 from gridwatch.telemetry.starvation import Verdict
 
 SCHEMA_VERSION = 1
@@ -54,6 +56,9 @@ CREATE TABLE IF NOT EXISTS steps (
 """
 
 DONE_STATES = (str(TrialState.FINISHED),)  # resume skips these
+READ_TABLES = ("meta", "runs", "sessions", "trials", "estimates", "verdicts")  # every reader reads these
+UNREADABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY",
+              "SQLITE_FULL", "SQLITE_NOMEM", "SQLITE_AUTH")  # the file may be fine: the machine said no
 
 
 def _none(v: float) -> float | None:
@@ -71,7 +76,7 @@ def previous_estimates(files: list[Path], exclude: Path) -> list[tuple[str, str,
             continue
         try:
             rows = other.estimates()
-        except sqlite3.Error:
+        except StoreError:
             rows = []
         finally:
             other.close()
@@ -94,8 +99,13 @@ def run_folder(db: Path) -> Path:
 def trial_dir(db: Path, trial_id: str) -> Path:
     return run_folder(db) / "trials" / trial_id
 
-class StoreError(RuntimeError):
-    pass
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """SQLite's words (or a check's report) as one short printable line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("*** in database")]
+    line = "; ".join(lines)
+    line = "".join(c if c.isprintable() else "?" for c in line)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -125,32 +135,78 @@ class TrialRow:
 
 
 class ResultStore:
-    def __init__(self, path: str | Path, create: bool = True) -> None:
+    """A results file. `create`: make it if absent and give it the schema (a new run). `write` (default:
+    `create`): this process runs on it (new or resumed), so it takes the file's writer lock, makes the file
+    private and checks all of it; a reader checks the tables every reader reads (a few ms on a 4,000-trial
+    file), and what it reads later is checked as it is read. Anything wrong is a one-line StoreError."""
+
+    def __init__(self, path: str | Path, create: bool = True, write: bool | None = None) -> None:
         self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise StoreError(f"{self.path}: no such results file")
-        if create:
-            self._create_private(self.path)
-        try:
-            self.db = sqlite3.connect(str(self.path), timeout=10.0)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._check_ours(create)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a gridwatch results file ({exc})") from None
+        self.lock: WriterLock | None = None
         self.run_id: int | None = None
         self.session_id: int | None = None
-
-    @staticmethod
-    def _create_private(path: Path) -> None:
+        write = create if write is None else write
+        if not create and not self.path.is_file():
+            raise StoreError(f"{self.path}: no such results file")
+        if write:
+            private_dir(self.path.parent)
+            private_file(self.path)
+            self.lock = WriterLock(self.path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)  # results are the user's alone
-            os.close(fd)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot create results file ({exc.strerror})") from None
+            self.db = self._open(create, write)
+        except BaseException:
+            self.release()
+            raise
 
-    def _check_ours(self, create: bool) -> None:
+    def _open(self, create: bool, write: bool) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(str(self.path), timeout=10.0)
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from None
+        self.db = db
+        try:
+            if write:  # a reader changes nothing, not even a foreign file's journal mode
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            tables = self._check_ours(create)
+            self._check_pages(None if write else [t for t in READ_TABLES if t in tables])
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, sqlite3.Error | ValueError):
+                raise self._failure(exc) from None
+            raise
+        return db
+
+    def _failure(self, exc: Exception) -> StoreError:
+        """One line naming the file and what SQLite said."""
+        words = _one_line(str(exc))
+        code = getattr(exc, "sqlite_errorname", "") or ""
+        if code.startswith("SQLITE_NOTADB"):
+            return StoreError(f"{self.path}: not a gridwatch results file ({words})")
+        if code.startswith(UNREADABLE):
+            return StoreError(f"{self.path}: cannot read results file ({words})")
+        return StoreError(f"{self.path}: damaged results file ({words})")
+
+    def _check_pages(self, tables: list[str] | None) -> None:
+        """SQLite's quick_check: of the whole file (None), or of these tables only. It reads every page it
+        checks, so readers leave out the big per-epoch and telemetry tables (checked as they are read)."""
+        pragmas = ["PRAGMA quick_check(1)"] if tables is None else [f"PRAGMA quick_check({t})" for t in tables]
+        for pragma in pragmas:
+            said = [str(r[0]) for r in self.db.execute(pragma)]
+            if said != ["ok"]:
+                raise StoreError(f"{self.path}: damaged results file (database disk image is malformed: "
+                                 f"{_one_line(' '.join(said))})")
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read that meets damage the check on open could not see says so in one line."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise self._failure(exc) from None
+
+    def _check_ours(self, create: bool) -> set[str]:
+        """Its tables, once it is sure the file is gridwatch's (a new one gets the schema)."""
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
             if not create:
@@ -159,7 +215,7 @@ class ResultStore:
                 self.db.executescript(SCHEMA)
                 self.db.executemany("INSERT INTO meta VALUES (?, ?)",
                                     [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
-            return
+            return set(READ_TABLES)
         meta = dict(self.db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
         if meta.get("app") != APP:
             raise StoreError(f"{self.path}: not a gridwatch results file")
@@ -172,6 +228,7 @@ class ResultStore:
                     self.db.executescript(SCHEMA)  # tables added since the file was written
             except sqlite3.OperationalError:
                 pass  # read-only: it simply has no telemetry to replay
+        return tables
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -204,7 +261,16 @@ class ResultStore:
             done = self._states(ids, DONE_STATES)
             self.db.executemany("UPDATE trials SET state='queued', slot=NULL, session_id=NULL "
                                 "WHERE id=? AND state NOT IN ('finished')", [(i,) for i in ids])
+            # Trials of an earlier version of the grid (their identity changed): kept, never run or ranked.
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS current_ids (id TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM current_ids")
+            self.db.executemany("INSERT OR IGNORE INTO current_ids VALUES (?)", [(i,) for i in ids])
+            self.db.execute("UPDATE trials SET state='superseded' WHERE id NOT IN (SELECT id FROM current_ids)")
         return done
+
+    def superseded(self) -> int:
+        """Trials of an earlier version of the grid, kept in the file."""
+        return int(self.db.execute("SELECT COUNT(*) FROM trials WHERE state='superseded'").fetchone()[0])
 
     def _states(self, ids: list[str], states: tuple[str, ...]) -> set[str]:
         marks = ",".join("?" * len(states))
@@ -245,11 +311,14 @@ class ResultStore:
                             (v.kind, v.subject, v.started, v.ended, v.severity, v.evidence, v.fix))
 
     def telemetry(self) -> list[tuple[float, str, float]]:
-        return [(r[0], r[1], r[2]) for r in self.db.execute("SELECT t, key, value FROM telemetry ORDER BY t")]
+        with self._reading():
+            rows = self.db.execute("SELECT t, key, value FROM telemetry ORDER BY t").fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def verdicts(self) -> list[Verdict]:
-        rows = self.db.execute("SELECT kind, subject, severity, evidence, fix, started, ended FROM verdicts "
-                               "ORDER BY started").fetchall()
+        with self._reading():
+            rows = self.db.execute("SELECT kind, subject, severity, evidence, fix, started, ended FROM verdicts "
+                                   "ORDER BY started").fetchall()
         return [Verdict(r[0], r[1], r[2], r[3], r[4], r[5], r[6], active=False) for r in rows]
 
     def save_estimates(self, rows: list[tuple[str, str, float, int, float]]) -> None:
@@ -258,50 +327,67 @@ class ResultStore:
                                 [(m, k, _none(sec), n, _none(peak)) for m, k, sec, n, peak in rows])
 
     def estimates(self) -> list[tuple[str, str, float, int, float]]:
-        rows = self.db.execute("SELECT model, kind, seconds, n, peak_mem FROM estimates").fetchall()
+        with self._reading():
+            rows = self.db.execute("SELECT model, kind, seconds, n, peak_mem FROM estimates").fetchall()
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def end_session(self, status: str) -> None:
+        """The run's last write: after it the file is free for another run, even while this one shows it."""
         if self.session_id is None:
             return
-        with self.db:
-            self.db.execute("UPDATE sessions SET ended=?, status=? WHERE id=?",
-                            (time.time(), status, self.session_id))
-            self.db.execute("UPDATE trials SET state='queued' WHERE state='running' AND session_id=?",
-                            (self.session_id,))
+        try:
+            with self.db:
+                self.db.execute("UPDATE sessions SET ended=?, status=? WHERE id=?",
+                                (time.time(), status, self.session_id))
+                self.db.execute("UPDATE trials SET state='queued' WHERE state='running' AND session_id=?",
+                                (self.session_id,))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give up the writer lock (a run that ended, or a file that failed to open)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def close(self) -> None:
         self.db.close()
+        self.release()
 
     # -- reading ---------------------------------------------------------------------------------------
 
     def run_info(self) -> dict[str, Any]:
-        row = self.db.execute("SELECT name, grid_path, models, folds, created FROM runs ORDER BY id LIMIT 1"
-                              ).fetchone()
-        if row is None:
-            raise StoreError(f"{self.path}: holds no run yet")
-        return {"name": row[0], "grid_path": row[1], "models": json.loads(row[2] or "[]"), "folds": row[3],
-                "created": row[4]}
+        with self._reading():
+            row = self.db.execute("SELECT name, grid_path, models, folds, created FROM runs ORDER BY id LIMIT 1"
+                                  ).fetchone()
+            if row is None:
+                raise StoreError(f"{self.path}: holds no run yet")
+            return {"name": row[0], "grid_path": row[1], "models": json.loads(row[2] or "[]"), "folds": row[3],
+                    "created": row[4]}
 
     def grid_text(self) -> str:
-        row = self.db.execute("SELECT grid_text FROM runs ORDER BY id LIMIT 1").fetchone()
+        with self._reading():
+            row = self.db.execute("SELECT grid_text FROM runs ORDER BY id LIMIT 1").fetchone()
         if row is None or not row[0]:
             raise StoreError(f"{self.path}: holds no grid to resume")
         return str(row[0])
 
     def trials(self) -> list[TrialRow]:
-        rows = self.db.execute(
-            "SELECT id, model, config_key, params, fold, device_pref, state, slot, device, attempts, started, "
-            "ended, reason, metrics, log_tail, peak_mem FROM trials ORDER BY ord, id").fetchall()
-        return [TrialRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                         r[12], json.loads(r[13] or "{}"), r[14] or "", r[15]) for r in rows]
+        with self._reading():
+            rows = self.db.execute(
+                "SELECT id, model, config_key, params, fold, device_pref, state, slot, device, attempts, started, "
+                "ended, reason, metrics, log_tail, peak_mem FROM trials ORDER BY ord, id").fetchall()
+            return [TrialRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                             r[11], r[12], json.loads(r[13] or "{}"), r[14] or "", r[15]) for r in rows]
 
     def steps(self, trial_id: str) -> list[tuple[str, int, float]]:
-        rows = self.db.execute("SELECT key, step, value FROM steps WHERE trial_id=? ORDER BY key, step",
-                               (trial_id,)).fetchall()
+        with self._reading():
+            rows = self.db.execute("SELECT key, step, value FROM steps WHERE trial_id=? ORDER BY key, step",
+                                   (trial_id,)).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
     def last_status(self) -> str:
         """The newest session's status: done, failed, stopped, or running (a live run, or one that died)."""
-        row = self.db.execute("SELECT status FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
+        with self._reading():
+            row = self.db.execute("SELECT status FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
         return str(row[0]) if row else "new"

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                      f"{runs.runs_dir()}; ${runs.ENV} changes it)")
     run.add_argument("--resume", action="store_true",
                      help="continue a results file (--db, or the newest for this grid): skip finished trials")
+    run.add_argument("--force", action="store_true",
+                     help="with --db: write into a results file that another grid file wrote")
     run.add_argument("--cpu-slots", type=int, metavar="N", help="CPU worker slots (default: the grid's)")
     run.add_argument("--gpus", metavar="LIST", help="'all', 'none' or GPU indices like 0,1")
     run.add_argument("--quiet", action="store_true",
@@ -138,7 +140,8 @@ def bar_line(p: Progress, width: int = 24) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.grid == "demo" and not Path(args.grid).exists():
         args.grid = str(DEMO_GRID)
-    planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus, max_trials=args.max_trials)
+    planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus, max_trials=args.max_trials,
+                       force=args.force)
     if planned.machine.gpu_note:
         only = "" if planned.machine.gpus else ": CPU only"
         print(f"gridwatch: {planned.machine.gpu_note}{only}", file=sys.stderr)
@@ -147,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     skipped = f" ({len(planned.done_ids)} already finished, skipped)" if planned.done_ids else ""
     print(f"gridwatch: {planned.grid.name}: {todo} trials to run{skipped} on {len(planned.slots)} slots "
           f"[{slots}] -> {planned.store.path}", file=sys.stderr)
-    for line in plan_notes(planned.grid):
+    for line in [*planned.notes, *plan_notes(planned.grid)]:
         print(f"gridwatch: {line}", file=sys.stderr)
     printer = ProgressPrinter(sys.stderr, args.quiet)
     started = time.time()
@@ -300,7 +303,10 @@ def cmd_runs() -> int:
              f"{r.done}/{r.total}" if r.total >= 0 else "-", r.best or "-", r.path.name] for r in listed]
     print(table(["name", "started", "state", "done", "best", "file"], rows))
     print(f"({len(listed)} in {folder})")
-    return EXIT_OK
+    unreadable = [r for r in listed if r.state == runs.UNREADABLE]
+    for r in unreadable:  # listed with the others, and said once more where errors go
+        print(f"gridwatch: error: {r.path}: {r.best}", file=sys.stderr)
+    return EXIT_BAD_INPUT if unreadable else EXIT_OK
 
 
 def exit_after(argv: list[str] | None = None) -> NoReturn:

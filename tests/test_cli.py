@@ -53,10 +53,10 @@ def test_command_trainable_captures_each_loss_step(outside):
     assert r.returncode == 0, r.stderr
     assert "Leaderboard" in r.stdout and "loss ↓" in r.stdout and "speedup" in r.stdout
     db = sqlite3.connect(outside / "r.db")
-    steps = db.execute("SELECT step, value FROM steps WHERE key='loss' AND trial_id LIKE 'script-%-f0' "
-                       "ORDER BY trial_id, step").fetchall()
+    steps = db.execute("SELECT s.step, s.value FROM steps s JOIN trials t ON t.id = s.trial_id "
+                       "WHERE s.key='loss' AND t.fold = 0 ORDER BY t.params, s.step").fetchall()
     assert [s for s, _ in steps] == [1, 2, 3, 4, 1, 2, 3, 4]
-    assert [v for _, v in steps[:4]] == [0.1, 0.05, 0.033, 0.025]
+    assert [v for _, v in steps[:4]] == [0.1, 0.05, 0.033, 0.025], "lr=0.1's steps"
     finals = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM trials")]
     assert all(m["acc"] in (0.6, 0.7) and m["loss"] in (0.025, 0.05) for m in finals)
     tails = [t for (t,) in db.execute("SELECT log_tail FROM trials")]

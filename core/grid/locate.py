@@ -56,6 +56,12 @@ def check_trainable(ref: str, base: Path) -> str:
     return f"{where}:{func}"
 
 
+def module_file(dotted: str, base: str | Path) -> Path | None:
+    """The source file of module `dotted` as the worker would import it (None for a namespace or binary)."""
+    origin = _find_module_file(dotted, search_path(Path(base)))
+    return origin if origin is not None and origin.suffix == ".py" else None
+
+
 def _find_module_file(dotted: str, search: list[str]) -> Path | None:
     parts = dotted.split(".")
     if not all(p.isidentifier() for p in parts):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shlex
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
+from gridwatch.grid import locate
 from gridwatch.grid.spec import GridSpec, ModelSpec
 
 
@@ -21,6 +24,7 @@ class TrialState(StrEnum):
     FAILED = "failed"  # raised, crashed its worker (retries spent), bad metrics, out of memory (retries spent)
     TIMEOUT = "timeout"  # reported nothing for the model's `timeout`: killed
     STOPPED = "stopped"  # the user stopped the run under it; runs again on resume
+    SUPERSEDED = "superseded"  # of an earlier version of the grid: kept in the file, never run or ranked
 
     @property
     def failed(self) -> bool:
@@ -45,7 +49,7 @@ ENDED_STATES = frozenset({TrialState.FINISHED, *FAILED_STATES})  # a result is c
 
 @dataclass(frozen=True)
 class Trial:
-    id: str  # stable across runs of the same grid: model, params and fold only
+    id: str  # its identity: everything that decides its result (see config_key), and its fold
     model: str
     config_key: str  # same for every fold of one config: the leaderboard's row
     params: dict[str, Any]  # the grid values of this trial, in the file's axis order
@@ -54,9 +58,57 @@ class Trial:
     config: dict[str, Any]  # fixed | params | fold, n_folds, seed ("device" is added by the worker's slot)
 
 
-def config_key(model: str, params: dict[str, Any]) -> str:
-    blob = json.dumps([model, params], sort_keys=True, separators=(",", ":"))
+def config_key(model: str, params: dict[str, Any], identity: Any = None) -> str:
+    """A config's identity: its model, its params, and what else decides its result (`identity`: the
+    trainable or command and its source, the fixed values, the folds and the seed). Change any of it and
+    it is another config, with other trial ids: a resumed run reruns it instead of keeping a stale result."""
+    blob = json.dumps([model, params, identity], sort_keys=True, separators=(",", ":"), default=str)
     return f"{model}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+def model_identity(grid: GridSpec, m: ModelSpec) -> list[Any]:
+    """What decides a model's results besides its params (the order of `fixed` keys does not)."""
+    return [m.kind, _portable(m), source_fingerprint(m), sorted(m.fixed.items()), runs_per_config(grid, m),
+            grid.folds if m.sees_folds else None, grid.seed]
+
+
+def _portable(m: ModelSpec) -> str:
+    """The trainable as written relative to the grid's folder: moving the project keeps its trials' ids."""
+    where, _, func = m.target.rpartition(":")
+    if m.kind == "python" and locate.is_file_ref(where) and m.base:
+        try:
+            return f"{Path(where).relative_to(m.base)}:{func}"
+        except ValueError:
+            return m.target
+    return m.target
+
+
+def source_fingerprint(m: ModelSpec) -> str:
+    """A hash of the trainable's source file (a Python trainable's module, a command's script), where one is
+    found cheaply; "" otherwise. Editing the training code reruns its trials on resume."""
+    files: list[Path] = []
+    if m.kind == "python":
+        where = m.target.rsplit(":", 1)[0]
+        if locate.is_file_ref(where):
+            files.append(Path(where))
+        else:
+            try:
+                found = locate.module_file(where, m.base or m.cwd)
+            except locate.LocateError:
+                found = None
+            if found is not None:
+                files.append(found)
+    else:
+        for token in shlex.split(m.target):
+            if "{" not in token and (path := Path(m.cwd) / token).is_file():
+                files.append(path)
+    digest = hashlib.sha1()
+    for f in files:
+        try:
+            digest.update(f.read_bytes())
+        except OSError:
+            continue
+    return digest.hexdigest()[:12] if files else ""
 
 
 def expand(grid: GridSpec) -> list[Trial]:
@@ -84,9 +136,10 @@ def _model_trials(grid: GridSpec, m: ModelSpec) -> list[Trial]:
     axes = list(m.grid)
     out = []
     runs = runs_per_config(grid, m)
+    identity = model_identity(grid, m)
     for combo in itertools.product(*(m.grid[a] for a in axes)):
         params = dict(zip(axes, combo, strict=True))
-        key = config_key(m.name, params)
+        key = config_key(m.name, params, identity)
         for i in range(runs):
             if m.sees_folds:
                 config = {**m.fixed, **params, "fold": i, "n_folds": grid.folds, "seed": grid.seed}

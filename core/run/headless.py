@@ -14,8 +14,10 @@ from gridwatch.grid.checks import SpecError
 from gridwatch.grid.spec import GridSpec, load_grid
 from gridwatch.grid.trials import Trial
 from gridwatch.results import runs
-from gridwatch.results.store import ResultStore, StoreError, previous_estimates
+from gridwatch.results.files import private_dir
+from gridwatch.results.store import ResultStore, StoreError, previous_estimates, run_folder
 from gridwatch.run import devices
+from gridwatch.run import resume as resume_
 from gridwatch.run.devices import DeviceError, Machine, Slot
 from gridwatch.run.estimates import Estimates
 from gridwatch.run.scheduler import unplaceable
@@ -45,6 +47,7 @@ class PlannedRun:
     machine: Machine
     estimates: Estimates
     budgets: dict[str, float]
+    notes: tuple[str, ...] = ()  # what a resume found changed in the grid, and what it keeps, in words
 
     def session(self, parent: QObject | None = None) -> RunSession:
         return RunSession(self.grid, self.trials, self.slots, self.store, self.done_ids, parent,
@@ -64,14 +67,14 @@ def parse_gpus(text: str | None) -> tuple[tuple[int, ...] | None, bool]:
 
 def plan_run(grid_path: str | Path, db: str | Path | None = None, resume: bool = False,
              cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None,
-             max_trials: int = MAX_TRIALS) -> PlannedRun:
+             max_trials: int = MAX_TRIALS, force: bool = False) -> PlannedRun:
     """Everything that can be wrong with the input is found here, before a single process starts."""
-    return plan_grid(load_grid(grid_path), db, resume, cpu_slots, gpus, machine, max_trials)
+    return plan_grid(load_grid(grid_path), db, resume, cpu_slots, gpus, machine, max_trials, force)
 
 
 def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False,
               cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None,
-              max_trials: int = MAX_TRIALS) -> PlannedRun:
+              max_trials: int = MAX_TRIALS, force: bool = False) -> PlannedRun:
     n = trials.count(grid)
     if n > max_trials:
         raise PlanError(f"{grid.path}: the grid expands to {n:,} trials, more than {max_trials:,}; shrink an "
@@ -94,14 +97,41 @@ def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False
         raise PlanError(f'{grid.path}: model[{i}] ({model.name}).device: "{model.device}", but this run has no '
                         f'{model.device.upper()} slot ({why}); use device = "any" to run it where it can')
     path = _db_path(grid, db, resume)
-    store = ResultStore(path)
+    other = resume_.other_grid(path, grid) if path.exists() else ""
+    if other and not force:
+        raise PlanError(f"{other}: pass --force to resume it with this grid anyway, or another --db")
+    store = ResultStore(path, create=not resume, write=True)  # one writer: refused while another run holds it
     if not resume and store.trials():
         store.close()
         raise PlanError(f"{path} already holds results: pass --resume to continue it, or another --db")
+    private_dir(run_folder(path) / "trials")  # the trials' folders: the user's alone, as the results file
+    old_text = _recorded_grid(store) if resume else ""
     done = store.begin(grid, all_trials, [s.id for s in slots])
+    notes = _resume_notes(grid, old_text, all_trials, done, store) if resume else ()
     learned = store.estimates() or previous_estimates(runs.files_of(grid.name, path.parent), path)
     budgets = devices.memory_budgets(machine, grid.devices, slots)
-    return PlannedRun(grid, all_trials, slots, store, done, machine, Estimates.from_rows(learned), budgets)
+    return PlannedRun(grid, all_trials, slots, store, done, machine, Estimates.from_rows(learned), budgets,
+                      notes)
+
+
+def _recorded_grid(store: ResultStore) -> str:
+    try:
+        return store.grid_text()
+    except StoreError:
+        return ""  # a file with no run yet: nothing changed, nothing to compare
+
+
+def _resume_notes(grid: GridSpec, old_text: str, all_trials: list[Trial], done: set[str], store: ResultStore
+                  ) -> tuple[str, ...]:
+    """What changed since the file was written, and what that means for its trials."""
+    changed = resume_.changes(old_text, grid)
+    superseded = store.superseded()
+    rerun = len(all_trials) - len(done)
+    out = [f"the grid changed since this file was written: {'; '.join(changed)}"] if changed else []
+    if superseded:
+        out.append(f"{superseded} earlier trials no longer match the grid: kept in the file, not ranked")
+    out.append(f"{len(done)} finished trials kept, {rerun} to run")
+    return tuple(out)
 
 
 def _db_path(grid: GridSpec, db: str | Path | None, resume: bool) -> Path:
@@ -111,9 +141,9 @@ def _db_path(grid: GridSpec, db: str | Path | None, resume: bool) -> Path:
             raise PlanError(f"{path}: nothing to resume (no such file)")
         return path
     if resume:
-        found = runs.latest_db(grid.name)
+        found = resume_.latest_of(grid, runs.runs_dir(), runs.SUFFIX)
         if found is None:
-            raise PlanError(f"nothing to resume: no {runs.runs_dir()}/{grid.name}-*{runs.SUFFIX}; pass --db")
+            raise PlanError(f"nothing to resume: no results file of {grid.path} in {runs.runs_dir()}; pass --db")
         return found
     return runs.new_db_path(grid.name)
 

@@ -92,3 +92,19 @@ def test_prefetch_figures_travel_as_telemetry(tmp_path):
     epochs = [m for m in tele if "epoch_data_wait" in m]
     assert [m["epoch"] for m in epochs] == [1, 2] and all(m["trial_id"] == "p" for m in tele)
     assert all(0.2 < m["epoch_data_wait"] < 0.8 for m in epochs)
+
+
+def test_returned_values_that_are_not_numbers_are_said_not_dropped(tmp_path):
+    write(tmp_path / "ret.py", """
+        def mixed(config):
+            return {"acc": 0.9, "arch": "resnet", "best": None, "val": {"loss": 0.2, "tag": "x"},
+                    "curve": [0.5, 0.4, 0.3]}
+        """)
+    r = _run_worker(tmp_path, [_trial(tmp_path, "m", f"{tmp_path / 'ret.py'}:mixed")])
+    msgs = [json.loads(line) for line in r.stdout.splitlines()]
+    end = next(m for m in msgs if m["type"] == "trial_finished")
+    assert end["metrics"] == {"acc": 0.9, "val.loss": 0.2}, "numbers, nested ones flattened"
+    said = [m["line"] for m in msgs if m["type"] == "log" and m["line"].startswith("[gridwatch] returned")]
+    assert any("arch = 'resnet' (text: kept as info" in s for s in said)
+    assert any("best = None" in s for s in said) and any("val.tag" in s for s in said)
+    assert any("curve = a list of 3 values: not a metric" in s for s in said)

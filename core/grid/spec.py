@@ -28,8 +28,9 @@ DEVICE_KEYS = {"cpu_slots", "threads_per_cpu_slot", "gpus", "gpu_slots_per_gpu",
                "vram_reserve_gb"}
 MODEL_KEYS = {
     "name", "trainable", "command", "device", "grid", "fixed", "metric", "goal", "metrics_regex", "cwd",
-    "retries", "timeout", "workdir", "repeats",
+    "retries", "timeout", "workdir", "repeats", "recycle_after_trials", "recycle_above_gb",
 }
+RECYCLE_ABOVE_GB = 2.0  # a worker that grew this much over its start-up RSS is replaced between trials
 TOP_KEYS = {"run", "devices", "model"}
 
 
@@ -61,6 +62,8 @@ class ModelSpec:
     base: str = ""  # the grid file's folder: where `package.module` trainables are looked up first
     workdir: str = "trial"  # "trial": runs in its own folder that mirrors cwd; "shared": runs in cwd itself
     repeats: int | None = None  # a command without {fold}: this many runs per config (None: one)
+    recycle_after_trials: int | None = None  # a worker that ran this many trials is replaced (None: never)
+    recycle_above_gb: float = RECYCLE_ABOVE_GB  # ... or that grew this many GiB over its start-up RSS
 
     @property
     def sees_folds(self) -> bool:
@@ -203,8 +206,21 @@ def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
         if kind != "command" or "{fold" in target:
             raise SpecError(path, f"{where}.repeats", "only for a command without {fold}: it gets {repeat} "
                             "and a {seed} per repeat; with folds, each fold is already a run")
+    after, above = _recycling(path, where, m)
     return ModelSpec(name, kind, target, device, grid, dict(fixed), cwd, metric, goal, regex, retries, timeout,
-                     str(base), workdir, repeats)
+                     str(base), workdir, repeats, after, above)
+
+
+def _recycling(path: Path, where: str, m: dict[str, Any]) -> tuple[int | None, float]:
+    """When a worker that ran this model's trial is replaced by a fresh one, between trials."""
+    after = None
+    if "recycle_after_trials" in m:
+        after = checks.whole(path, f"{where}.recycle_after_trials", m["recycle_after_trials"], minimum=1)
+    above = m.get("recycle_above_gb", RECYCLE_ABOVE_GB)
+    if isinstance(above, bool) or not isinstance(above, (int, float)) or not above > 0:  # inf: never
+        raise SpecError(path, f"{where}.recycle_above_gb", "must be a number of GiB above 0 (growth of a worker "
+                        f"over its start-up memory; inf for never), not {checks.toml_repr(above)}")
+    return after, float(above)
 
 
 def _trainable(path: Path, where: str, m: dict[str, Any], base: Path) -> tuple[str, str]:

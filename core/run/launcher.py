@@ -47,19 +47,23 @@ class SlotWorker(QObject):
     stray_line = Signal(object, str)  # (self, line) output that bypassed Python's sys.stdout/stderr
     exited = Signal(object, str)  # (self, description)
 
-    def __init__(self, slot: Slot, parent: QObject | None = None, preload: list[tuple[str, str]] | None = None
-                 ) -> None:
+    def __init__(self, slot: Slot, parent: QObject | None = None, preload: list[tuple[str, str]] | None = None,
+                 marker: tuple[str, str] | None = None) -> None:
         super().__init__(parent)
         self.slot = slot
         self.pid: int | None = None
         self.said_hello = False
         self.trial_id: str | None = None  # the trial it is running, if any
+        self.trials_run = 0  # trials handed to it
+        self.baseline_rss: float | None = None  # its RSS before its first trial, as its hello said
         self._out = b""
         self._err = b""
         self.proc = QProcess(self)
         self.proc.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
         env = worker_env(slot)
         env.insert("GRIDWATCH_PRELOAD", json.dumps(preload or []))
+        if marker is not None:  # inherited by everything below it: a stray it leaves is known by it
+            env.insert(*marker)
         self.proc.setProcessEnvironment(env)
         self.proc.readyReadStandardOutput.connect(self._on_stdout)
         self.proc.readyReadStandardError.connect(self._on_stderr)
@@ -77,6 +81,7 @@ class SlotWorker(QObject):
     def run(self, trial: Trial, model: ModelSpec, trial_dir: str) -> None:
         """Hand the worker its next trial; `device` in its config is this slot's."""
         self.trial_id = trial.id
+        self.trials_run += 1
         self.send("run", trial={"id": trial.id, "kind": model.kind, "target": model.target, "cwd": model.cwd,
                                 "base": model.base, "metrics_regex": list(model.metrics_regex),
                                 "metric": model.metric, "trial_dir": trial_dir, "workdir": model.workdir,
@@ -116,6 +121,8 @@ class SlotWorker(QObject):
                 continue
             if msg["type"] == "hello":
                 self.said_hello = True
+                rss = msg.get("baseline_rss")
+                self.baseline_rss = float(rss) if isinstance(rss, (int, float)) else None
             self.message.emit(self, msg)
 
     def _on_stderr(self) -> None:

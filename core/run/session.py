@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from gridwatch.grid.spec import GridSpec
+from gridwatch.grid.spec import GridSpec, ModelSpec
 from gridwatch.grid.trials import RunStatus, Trial, TrialState
 from gridwatch.results.store import ResultStore, run_folder
 from gridwatch.run.devices import Slot, free_memory, memory_device, memory_low
@@ -33,6 +33,7 @@ from gridwatch.telemetry.starvation import StarvationDetector, Verdict
 
 TICK_MS = 1000  # trials waiting for memory retry, and hung trials are looked for, this often
 STALE_GPU_S = 5.0  # GPU readings older than this say nothing about free VRAM now
+GIB = 2**30
 
 
 class RunSession(QObject):
@@ -212,6 +213,7 @@ class RunSession(QObject):
             if heard.outcome.state == TrialState.FINISHED:
                 self.recorder.estimates(self.lifecycle.learned())
             self._apply(heard.outcome)
+            self._maybe_recycle(w, self.lifecycle.models[self.lifecycle.live[tid].trial.model], msg)
             self._dispatch_idle()
 
     def _on_stray(self, w: SlotWorker, line: str) -> None:
@@ -242,6 +244,16 @@ class RunSession(QObject):
         elif outcome.requeued:
             self.recorder.requeued(lt)
         self.trial_ended.emit(outcome.trial_id)
+
+    def _maybe_recycle(self, w: SlotWorker, model: ModelSpec, ended: dict[str, Any]) -> None:
+        """Between trials, a worker that grew too far over its start-up RSS (a trainable that keeps something
+        per trial in a module-level list, a leak) or ran its trials is replaced by a fresh one; said once."""
+        if self._stopping or self.status is not None or not self.lifecycle.queued():
+            return
+        why = recycle_reason(model, w.trials_run, w.baseline_rss, ended.get("worker_rss"))
+        if why is not None:
+            self.pool.retire(w)
+            self.notice.emit(f"{w.slot.id} {why}: restarted")
 
     def _check_hangs(self) -> None:
         hung = set(self.lifecycle.hung(time.time()))
@@ -284,3 +296,12 @@ class RunSession(QObject):
         self.recorder.end(self.status)
         self.finished.emit(self.status)
 
+
+def recycle_reason(model: ModelSpec, trials: int, baseline: float | None, rss: Any) -> str | None:
+    """Why a worker that just ended a trial of `model` should be replaced, in words; None to keep it."""
+    grew = float(rss) - baseline if baseline is not None and isinstance(rss, (int, float)) else 0.0
+    if grew > model.recycle_above_gb * GIB:
+        return f"grew {grew / GIB:.1f} GB over {trials} trial{'s' if trials != 1 else ''}"
+    if model.recycle_after_trials is not None and trials >= model.recycle_after_trials:
+        return f"ran {trials} trials (recycle_after_trials = {model.recycle_after_trials})"
+    return None

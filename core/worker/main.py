@@ -19,10 +19,12 @@ import traceback
 from typing import IO, Any
 
 from gridwatch.grid.locate import load_trainable
-from gridwatch.worker import commands, prefetch, protocol, trialdir
+from gridwatch.worker import commands, prefetch, protocol, reaper, trialdir
 from gridwatch.worker.commands import LINE_MAX
-from gridwatch.worker.metrics import clean_metrics
-from gridwatch.worker.peak import PeakMeter, is_oom, release_gpu_memory
+from gridwatch.worker.metrics import clean_metrics, split_values
+from gridwatch.worker.peak import PeakMeter, is_oom, own_rss, release_gpu_memory
+
+LEFTOVER_GRACE_S = 1.0  # a process a trial left running gets SIGTERM, then SIGKILL this much later
 
 _current_trial: str | None = None
 
@@ -62,8 +64,9 @@ class Channel:
         self.close_log()
         if folder:
             try:
-                self.log_file = open(os.path.join(folder, trialdir.LOG_NAME), "a", encoding="utf-8",  # noqa: SIM115
-                                     errors="replace")
+                fd = os.open(os.path.join(folder, trialdir.LOG_NAME),
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                self.log_file = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
                 self.log_room = trialdir.LOG_MAX
             except OSError:
                 self.log_file = None
@@ -177,49 +180,67 @@ def _data_wait_sink(chan: Channel, trial_id: str) -> prefetch.Sink:
 
 
 def run_trial(chan: Channel, trial: dict[str, Any]) -> None:
+    """Run one trial; end whatever it left running; then report how it ended (the parent reads that report
+    as "ready for the next trial"), with this worker's RSS now, from which the parent decides to recycle it."""
     global _current_trial
     _current_trial = trial["id"]
     chan.send("trial_started", trial_id=trial["id"], pid=os.getpid())
     prefetch.set_sink(_data_wait_sink(chan, trial["id"]))
-    own_vram = trial["kind"] != "command"  # a command's VRAM is its script's: NVML sees it, we do not
-    meter = PeakMeter(lambda rss, vram: chan.send("memory_probe", trial_id=trial["id"], rss=rss,
-                                                  vram=vram if own_vram else None))
-    meter.start()
     home = os.getcwd()
     try:
-        _enter_trial_dir(chan, trial)
-        if trial["kind"] == "command":
-            raw = commands.run_command(trial, chan)
-        else:
-            raw = run_python(chan, trial)
-        metrics, problem = clean_metrics(raw, strict=True)
-        if problem:
-            raise TrialError(problem)
-        _check_metric(trial, metrics)
-    except TrialError as exc:
-        _finish_failed(chan, trial["id"], str(exc), meter.stop(own_vram))
-    except commands.CommandError as exc:
-        _finish_failed(chan, trial["id"], str(exc), {**meter.stop(own_vram), "oom": exc.oom})
-    except BaseException as exc:  # noqa: BLE001 - the trainable may raise anything, even SystemExit
-        tb = traceback.format_exc()
-        sys.stderr.write(tb)
-        sys.stderr.flush()
-        reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-        _finish_failed(chan, trial["id"], reason, {**meter.stop(own_vram), "oom": is_oom(exc)})
-    else:
+        ended, fields = _attempt(chan, trial)
+        _end_leftovers()
         _flush_logs()
-        chan.send("trial_finished", trial_id=trial["id"], metrics=metrics, **meter.stop(own_vram))
+        chan.send(ended, trial_id=trial["id"], **fields, worker_rss=own_rss())
     finally:
         _current_trial = None
         prefetch.set_sink(None)
         os.chdir(home)
         chan.close_log()
     try:
-        release_gpu_memory()  # here, not in the except block, whose traceback still holds the trial's tensors
+        release_gpu_memory()  # here, not in an except block, whose traceback still holds the trial's tensors
     except Exception as exc:  # noqa: BLE001 - a sticky CUDA error (illegal address, device assert)
         sys.stderr.write(f"[gridwatch] this worker's CUDA context is broken ({exc}); a fresh worker replaces it\n")
         _flush_logs()
         _exit_group(70)
+
+
+def _attempt(chan: Channel, trial: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The trial itself: ("trial_finished" or "trial_failed", the message's fields)."""
+    own_vram = trial["kind"] != "command"  # a command's VRAM is its script's: NVML sees it, we do not
+    meter = PeakMeter(lambda rss, vram: chan.send("memory_probe", trial_id=trial["id"], rss=rss,
+                                                  vram=vram if own_vram else None))
+    meter.start()
+    try:
+        _enter_trial_dir(chan, trial)
+        if trial["kind"] == "command":
+            raw = commands.run_command(trial, chan)
+        else:
+            raw = run_python(chan, trial)
+        _say_unkept(raw)
+        metrics, problem = clean_metrics(raw, strict=True)
+        if problem:
+            raise TrialError(problem)
+        _check_metric(trial, metrics)
+    except TrialError as exc:
+        return "trial_failed", {"reason": str(exc), **meter.stop(own_vram)}
+    except commands.CommandError as exc:
+        return "trial_failed", {"reason": str(exc), **meter.stop(own_vram), "oom": exc.oom}
+    except BaseException as exc:  # noqa: BLE001 - the trainable may raise anything, even SystemExit
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        sys.stderr.flush()
+        reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+        return "trial_failed", {"reason": reason, **meter.stop(own_vram), "oom": is_oom(exc)}
+    return "trial_finished", {"metrics": metrics, **meter.stop(own_vram)}
+
+
+def _end_leftovers() -> None:
+    """Nothing a trial starts outlives it: a forgotten Popen, a server, a daemon that setsid()s or double-forks
+    (this worker is a subreaper, so they all stay below it). Said in the trial's log."""
+    ended = reaper.end_descendants(LEFTOVER_GRACE_S)
+    if ended:
+        sys.stderr.write(f"[gridwatch] ended {len(ended)} process(es) this trial left running\n")
 
 
 def _enter_trial_dir(chan: Channel, trial: dict[str, Any]) -> None:
@@ -239,6 +260,15 @@ def _enter_trial_dir(chan: Channel, trial: dict[str, Any]) -> None:
     os.chdir(trial["cwd"])
 
 
+def _say_unkept(raw: dict[str, Any]) -> None:
+    """Values a trainable returned that are not metrics: in its log, one line each, never dropped silently."""
+    _, other = split_values(raw)
+    for key, why in other.items():
+        sys.stderr.write(f"[gridwatch] returned {key} = {why}\n")
+    if other:
+        sys.stderr.flush()
+
+
 def _check_metric(trial: dict[str, Any], metrics: dict[str, float]) -> None:
     """No metric, no success; and the model's `metric` must be among them."""
     wanted = trial.get("metric")
@@ -248,18 +278,13 @@ def _check_metric(trial: dict[str, Any], metrics: dict[str, float]) -> None:
         raise TrialError(f"metric {wanted!r} never appeared; saw: {', '.join(metrics)}")
 
 
-def _finish_failed(chan: Channel, trial_id: str, reason: str, extra: dict[str, Any]) -> None:
-    _flush_logs()
-    chan.send("trial_failed", trial_id=trial_id, reason=reason, **extra)
-
-
 def _flush_logs() -> None:
     for s in (sys.stdout, sys.stderr):
         s.flush()
 
 
 def _die_with_parent(parent: int) -> None:
-    """If the app dies, even by kill -9, take this worker and its children down too."""
+    """If the app dies, even by kill -9, take this worker and every process below it down too."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -279,8 +304,17 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _exit_group(code: int) -> None:
-    if os.getpgid(0) == os.getpid():  # we lead our own group: take DataLoader/command children too
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Exit, and kill every process below this worker first: its process group is not enough (a trial's
+    child may have left it with setsid), its descendants are (this worker is their subreaper)."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # no second round of this from a second SIGTERM
+    except ValueError:  # not the main thread (the parent watch): it cannot set handlers
+        pass
+    try:
+        reaper.end_descendants(0.0)
+    except Exception:  # noqa: BLE001, S110 - exiting whatever happens
+        pass
+    if os.getpgid(0) == os.getpid():  # we lead our own group: what may still be forking in it goes too
         os.killpg(0, signal.SIGKILL)
     os._exit(code)
 
@@ -314,6 +348,7 @@ def _import_torch_if_used(fn: Any) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the app, which stops us cleanly
     signal.signal(signal.SIGTERM, lambda *_: _exit_group(143))
+    reaper.become_subreaper()  # orphans of a trial's processes stay below us, where _end_leftovers finds them
     parent = int(os.environ.get("GRIDWATCH_PARENT_PID", os.getppid()))
     _die_with_parent(parent)
     chan = Channel(os.dup(1))
@@ -321,8 +356,11 @@ def main() -> None:
     sys.stdout = LogStream(chan, "stdout")
     sys.stderr = LogStream(chan, "stderr")
     _preload()
+    reaper.OrphanReaper().start()
+    # baseline_rss: what this worker holds before its first trial; the parent recycles it if it grows too far
     chan.send("hello", pid=os.getpid(), slot=os.environ.get("GRIDWATCH_SLOT", ""),
-              device=os.environ.get("GRIDWATCH_DEVICE", "cpu"), python=sys.version.split()[0])
+              device=os.environ.get("GRIDWATCH_DEVICE", "cpu"), python=sys.version.split()[0],
+              baseline_rss=own_rss())
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -332,6 +370,7 @@ def main() -> None:
         if msg["type"] == "run":
             run_trial(chan, msg["trial"])
     _flush_logs()
+    reaper.end_descendants(LEFTOVER_GRACE_S)  # none should be left; a preloaded module's may be
     # Results live in the parent; skip interpreter teardown, which takes ~1 s once torch is loaded.
     os._exit(0)
 

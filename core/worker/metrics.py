@@ -25,14 +25,34 @@ def to_number(value: Any) -> float | None:
 
 def clean_metrics(raw: dict[str, Any], strict: bool = False) -> tuple[dict[str, float], str | None]:
     """Numbers only. With strict (final results), NaN/inf or nothing numeric at all is a failure."""
-    out: dict[str, float] = {}
-    for key, value in raw.items():
-        v = to_number(value)
-        if v is None:
-            continue
+    out, _ = split_values(raw)
+    for key, v in out.items():
         if strict and not math.isfinite(v):
             return {}, f"returned {key}={v} (not a finite number)"
-        out[str(key)] = v
     if strict and raw and not out:
         return {}, "returned no numeric metrics"
     return out, None
+
+
+def split_values(raw: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics, the rest): numbers (nested dicts of numbers as `outer.inner`) are metrics; every other value
+    is said, never dropped without a word: text, booleans-as-text and None as info, the rest with why."""
+    metrics: dict[str, float] = {}
+    other: dict[str, str] = {}
+    for key, value in raw.items():
+        name = str(key)
+        v = to_number(value)
+        if v is not None:
+            metrics[name] = v
+        elif isinstance(value, dict):
+            inner, rest = split_values(value)
+            metrics.update({f"{name}.{k}": x for k, x in inner.items()})
+            other.update({f"{name}.{k}": x for k, x in rest.items()})
+        elif value is None or isinstance(value, str):
+            other[name] = f"{value!r} (text: kept as info, not a metric)" if value is not None else "None"
+        elif isinstance(value, (list, tuple)):
+            other[name] = (f"a {type(value).__name__} of {len(value)} values: not a metric (report one value "
+                           "per epoch with report(), or return its last value)")
+        else:
+            other[name] = f"a {type(value).__name__}: not a number, not kept"
+    return metrics, other

@@ -1,10 +1,16 @@
-"""Peak memory of one trial, measured inside its worker: RSS of the worker's process tree, and VRAM.
+"""Peak memory of one trial, measured inside its worker: what it added to the worker's RSS, its child
+processes' RSS, and VRAM.
 
-The scheduler learns each model's footprint from these figures, so it can pack trials by memory. The
+The scheduler learns each model's footprint from these figures, so it can pack trials by memory. A trial's
+figure is what *it* added: the worker's peak RSS during the trial less its RSS when the trial started (what a
+long-lived worker already holds — torch, a module-level cache, an earlier trial's leak — is in use already,
+and is seen as such in the free memory admission checks), plus the peak of its child processes. The
 meter must cost next to nothing while every core trains: the worker's own peak comes from the kernel's
-high-water mark (VmHWM, reset per trial through /proc/self/clear_refs), so nothing polls it; only the
-trial's child processes (DataLoader workers, a command's script) are polled, twice a second, through the
-cheap per-task children lists (gridwatch.telemetry.proctree).
+high-water mark (VmHWM, reset per trial through /proc/self/clear_refs), which sees even a short spike, and
+from one read of its RSS twice a second (VmHWM is taken from the kernel's approximate per-CPU counters, so it
+may fall short of the exact RSS by a counter batch per CPU; the read is exact for what is held half a
+second). The trial's child processes (DataLoader workers, a command's script) are polled as often, through
+the cheap per-task children lists (gridwatch.telemetry.proctree).
 """
 
 from __future__ import annotations
@@ -33,14 +39,15 @@ class PeakMeter:
     def __init__(self, early: Probe | None = None) -> None:
         self.early = early
         self.peak_children = 0.0
-        self._own_peak = 0.0  # polled, only where the high-water mark cannot be reset
+        self._own_peak = 0.0  # polled: exact where VmHWM is not, and all there is where it cannot be reset
+        self._base = 0.0  # the worker's RSS as the trial started
         self._hwm = False  # the kernel's high-water mark was reset for this trial (set by start)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._hwm = _reset_high_water_mark()
-        self._own_peak = _own_rss()
+        self._base = self._own_peak = own_rss()
         self.peak_children = 0.0
         torch = _torch_with_cuda()
         if torch is not None:
@@ -67,9 +74,10 @@ class PeakMeter:
         return out
 
     def peak_rss(self) -> float:
+        """What the trial added to the worker's RSS at its peak, plus its child processes' peak."""
         own = _high_water_mark() if self._hwm else None
-        own = max(own if own is not None else 0.0, self._own_peak, _own_rss())
-        return own + self.peak_children
+        own = max(own if own is not None else 0.0, self._own_peak, own_rss())
+        return max(0.0, own - self._base) + self.peak_children
 
     def _run(self) -> None:
         started = time.monotonic()
@@ -78,8 +86,7 @@ class PeakMeter:
         next_children = started
         while not self._stop.wait(every):
             now = time.monotonic()
-            if not self._hwm:
-                self._own_peak = max(self._own_peak, _own_rss())
+            self._own_peak = max(self._own_peak, own_rss())
             if now >= next_children:
                 next_children = now + CHILDREN_EVERY_S
                 self.peak_children = max(self.peak_children, _children_rss())
@@ -109,7 +116,8 @@ def _high_water_mark() -> float | None:
     return None
 
 
-def _own_rss() -> float:
+def own_rss() -> float:
+    """This process's resident memory now, in bytes."""
     try:
         with open("/proc/self/statm", "rb") as f:
             return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -21,7 +21,9 @@ LOG_MAX = 64 * 1024 * 1024  # bytes of it kept; the results file keeps the last 
 def prepare(trial_dir: str, source: str, mirror: bool) -> None:
     folder = Path(trial_dir)
     fresh = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if fresh:
+        os.chmod(folder, 0o700)  # the user's alone, whatever the umask
     if not (mirror and fresh):  # a retried trial keeps what its first attempt left, and its links
         return
     src = Path(source).resolve()

@@ -69,8 +69,12 @@ def run_cli(folder: Path, marker: str, *args: str) -> subprocess.Popen[str]:
 
 
 def results(db: Path) -> dict[str, dict[str, float]]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT id, state, metrics FROM trials").fetchall()
+    """Finished trials' metrics; {} for a file the killed CLI had not finished creating."""
+    try:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT id, state, metrics FROM trials").fetchall()
+    except sqlite3.Error:
+        return {}
     return {tid: json.loads(m or "{}") for tid, state, m in rows if state == "finished"}
 
 
@@ -133,11 +137,17 @@ def one_round(base: Path, i: int, rng: random.Random, trials: int, expected: dic
     cli.wait(timeout=120)
     resumes = 0
     started = time.monotonic()
+    fresh = False  # killed while creating its results file: `--resume` refuses it; deleted, run anew
     while (not (folder / "r.gridwatch.db").exists() or len(results(folder / "r.gridwatch.db")) < len(expected)):
         resumes += 1
-        again = run_cli(folder, marker, "--resume") if (folder / "r.gridwatch.db").exists() else run_cli(
-            folder, marker)
+        resume = (folder / "r.gridwatch.db").exists() and not fresh
+        again = run_cli(folder, marker, "--resume") if resume else run_cli(folder, marker)
         _, err = again.communicate(timeout=300)
+        if resume and again.returncode == 2:  # refused (holds no run, half-made): start anew, as a user would
+            fresh = True
+            for f in folder.glob("r.gridwatch.db*"):
+                f.unlink()
+            continue
         if again.returncode not in (0, 1) or resumes > 5:
             return {"how": how, "ok": False, "why": f"resume exit {again.returncode}: {err.strip()[-300:]}"}
     db = folder / "r.gridwatch.db"
@@ -146,7 +156,7 @@ def one_round(base: Path, i: int, rng: random.Random, trials: int, expected: dic
     ok = check == "ok" and got == expected and strays == 0
     why = "" if ok else f"integrity {check!r}, {len(got)}/{len(expected)} equal results, {strays} strays"
     return {"how": how, "ok": ok, "why": why, "resumes": resumes, "resume_s": time.monotonic() - started,
-            "strays": strays, "integrity": check, "equal": got == expected}
+            "strays": strays, "integrity": check, "equal": got == expected, "fresh": fresh}
 
 
 def main() -> int:
@@ -182,7 +192,8 @@ def main() -> int:
     resumed = [float(o["resume_s"]) for o in outcomes if "resume_s" in o]  # type: ignore[arg-type]
     print(f"integrity_check not ok: {bad}; stray processes: {strays}; "
           f"results unequal to the uninterrupted run: {unequal}; "
-          f"interruption to completion: mean {sum(resumed) / max(1, len(resumed)):.1f} s")
+          f"interruption to completion: mean {sum(resumed) / max(1, len(resumed)):.1f} s; "
+          f"killed before its file held a run (started anew): {sum(bool(o.get('fresh')) for o in outcomes)}")
     return 0 if not failed else 1
 
 

@@ -137,7 +137,7 @@ def one_round(base: Path, i: int, rng: random.Random, trials: int, expected: dic
     cli.wait(timeout=120)
     resumes = 0
     started = time.monotonic()
-    fresh = False  # killed while creating its results file: `--resume` refuses it; deleted, run anew
+    fresh = False  # `--resume` refused the file (should not happen: files are created whole); deleted, run anew
     while (not (folder / "r.gridwatch.db").exists() or len(results(folder / "r.gridwatch.db")) < len(expected)):
         resumes += 1
         resume = (folder / "r.gridwatch.db").exists() and not fresh

@@ -300,3 +300,18 @@ def test_columns_of_a_trial_with_20000_metrics(tmp_path):
     assert records[1]["metric.zz_only_here"] == "1.0" and records[0]["metric.zz_only_here"] == ""
     shown = render_trials(rows, "table", db).splitlines()[0].split()
     assert shown[-20_001:] == [*names, "zz_only_here"] and len(shown) == len(set(shown))
+
+
+def test_a_results_file_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A run killed while creating its file used to leave half a schema, refused by every later open."""
+    from gridwatch.results import store as store_module
+
+    path = tmp_path / "r.gridwatch.db"
+    monkeypatch.setattr(store_module, "SCHEMA", store_module.SCHEMA + "\nCREATE TABLE trials (x);\n")  # fails last
+    with pytest.raises((store_module.StoreError, sqlite3.Error)):
+        store_module.ResultStore(path)
+    assert path.exists(), "precondition: the file was made before its schema failed"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0] == 0
+    monkeypatch.undo()
+    store_module.ResultStore(path).close()  # a new file again: taken as new, not refused as damaged

@@ -211,10 +211,15 @@ class ResultStore:
         if not tables:
             if not create:
                 raise StoreError(f"{self.path}: empty file, not a gridwatch results file")
-            with self.db:
-                self.db.executescript(SCHEMA)
-                self.db.executemany("INSERT INTO meta VALUES (?, ?)",
-                                    [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
+            # One transaction: a run killed while creating its file leaves no tables (a new file again), never
+            # a half-made schema that every later open refuses.
+            try:
+                self.db.executescript(f"BEGIN;\n{SCHEMA}\nINSERT INTO meta VALUES ('app', '{APP}');\n"
+                                      f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
+            except sqlite3.Error:
+                if self.db.in_transaction:
+                    self.db.rollback()
+                raise
             return set(READ_TABLES)
         meta = dict(self.db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
         if meta.get("app") != APP:

@@ -99,6 +99,14 @@ def misplaced(note: dict[str, Any], by_index: dict[int, GpuInfo]) -> str:
     return ""
 
 
+def ended(name: str, r: GridRun, ok: bool, measured: str, expected: str) -> Row:
+    """A check's row once its grid ran: FAIL with why when the run itself went wrong, else the verdict."""
+    problem = r.problem()
+    if problem:
+        return Row(name, FAIL, f"{problem}; {measured}", expected)
+    return verdict(name, ok, measured, expected)
+
+
 def check_mixed(ctx: Context) -> list[Row]:
     name, expected = "6. CPU + GPU slots together", "all trials finish; both <= the faster alone (+10 %)"
     if ctx.quick:
@@ -138,9 +146,8 @@ def check_oom(ctx: Context) -> list[Row]:
     finished = sum(t["state"] == "finished" for t in trials)
     measured = (f"{len(oom)} trial(s) ran out of memory and were retried; {finished}/{len(trials)} finished; "
                 f"{held_at_once(r)} held {gib(nbytes)} at once at most")
-    problem = r.problem()
-    if problem:
-        return [Row(name, FAIL, f"{problem}; {measured}", expected)]
+    if r.problem():
+        return [ended(name, r, False, measured, expected)]
     if not oom:
         return [Row(name, "skipped: no trial ran out of memory, so no retry to check", measured, expected)]
     return [verdict(name, True, measured, expected)]
@@ -176,10 +183,7 @@ def packing_row(ctx: Context, g: GpuInfo, per_gpu: int, nbytes: int) -> Row:
     measured = f"{held_at_once(r)} trials of {gib(nbytes)} at once at most; free VRAM >= {gib(min_free)}"
     if oom:
         measured += f"; {len(oom)} trial(s) ran again ({oom[0]['reason'] or 'out of memory'})"
-    problem = r.problem()
-    if problem:
-        return Row(name, FAIL, f"{problem}; {measured}", expected)
-    return verdict(name, not oom and min_free >= RESERVE_GB * GIB, measured, expected)
+    return ended(name, r, not oom and min_free >= RESERVE_GB * GIB, measured, expected)
 
 
 def check_starvation(ctx: Context) -> list[Row]:
@@ -221,7 +225,4 @@ def compute_bound_row(ctx: Context, g: GpuInfo) -> Row:
     measured = f"{len(found)} verdict(s) over 4 trials of {seconds} s, 2 at a time; GPU {util:.0f} % busy on average"
     if found:
         measured += f"; {found[0][0]} on {found[0][1]}: {found[0][3]}"
-    problem = r.problem()
-    if problem:
-        return Row(name, FAIL, f"{problem}; {measured}", expected)
-    return verdict(name, not found, measured, expected)
+    return ended(name, r, not found, measured, expected)

@@ -13,12 +13,10 @@ from pathlib import Path
 
 from gridwatch.grid.trials import TrialState
 from gridwatch.results.report import fixed, params_text
-from gridwatch.results.store import SUFFIX as STORE_SUFFIX
-from gridwatch.results.store import ResultStore, StoreError
+from gridwatch.results.store import SUFFIX, ResultStore, StoreError
 from gridwatch.results.summary import summarize
 
 ENV = "GRIDWATCH_RUNS"
-SUFFIX = STORE_SUFFIX
 
 
 def runs_dir() -> Path:

@@ -31,16 +31,21 @@ def child_pids(pid: int) -> list[int] | None:
 
 def descendants(pid: int) -> list[int] | None:
     """Every pid under `pid` (not itself); None where the children lists are unavailable."""
-    todo = child_pids(pid)
-    if todo is None:
+    below = parents_below(pid)
+    return None if below is None else list(below)
+
+
+def parents_below(pid: int) -> dict[int, int] | None:
+    """Every pid under `pid` (not itself) -> its parent; None where the children lists are unavailable."""
+    first = child_pids(pid)
+    if first is None:
         return None
-    out: list[int] = []
-    seen = {pid}
+    out: dict[int, int] = {}
+    todo = [(c, pid) for c in first]
     while todo:
-        p = todo.pop()
-        if p in seen:
+        p, parent = todo.pop()
+        if p in out or p == pid:
             continue
-        seen.add(p)
-        out.append(p)
-        todo += child_pids(p) or []
+        out[p] = parent
+        todo += [(c, p) for c in child_pids(p) or []]
     return out

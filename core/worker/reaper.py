@@ -22,7 +22,7 @@ import time
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from gridwatch.telemetry.proctree import child_pids, descendants
+from gridwatch.telemetry.proctree import child_pids, descendants, parents_below
 
 PR_SET_CHILD_SUBREAPER = 36
 KILL_WAIT_S = 2.0  # after SIGKILL, how long to wait for processes to go (one stuck in the kernel is left)
@@ -66,16 +66,8 @@ def running(pid: int) -> bool:
 
 
 def tree(root: int) -> dict[int, int]:
-    """Every process below `root` -> its parent."""
-    out: dict[int, int] = {}
-    todo = [root]
-    while todo:
-        parent = todo.pop()
-        for pid in child_pids(parent) or []:
-            if pid not in out and pid != root:
-                out[pid] = parent
-                todo.append(pid)
-    return out
+    """Every process below `root` -> its parent ({} where /proc has no children lists)."""
+    return parents_below(root) or {}
 
 
 def reap(pids: Iterable[int] | None = None) -> None:

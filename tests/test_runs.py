@@ -1,8 +1,16 @@
 """The runs folder: where results go by default, and which files belong to which grid."""
 
 import os
+from dataclasses import replace
 
+from gridwatch.cli import main
+from gridwatch.grid import trials
+from gridwatch.grid.spec import parse_grid
 from gridwatch.results import runs
+from gridwatch.results.files import lock_holder
+from gridwatch.results.store import ResultStore
+
+from helpers import write
 
 
 def test_the_runs_folder_is_the_env_var_or_the_user_data_folder(monkeypatch, tmp_path):
@@ -28,3 +36,54 @@ def test_an_unreadable_file_is_listed_as_such(tmp_path):
     (tmp_path / "broken-20260101-101010.gridwatch.db").write_bytes(b"not sqlite at all" * 100)
     (listed,) = runs.list_runs(tmp_path)
     assert listed.state == "unreadable" and listed.total == -1 and "not a gridwatch results file" in listed.best
+
+
+# -- what `runs` says of each run: state by the writer lock, duration over sessions, read only when changed -----
+
+GRID = '[run]\nname = "g"\nfolds = 2\n[[model]]\nname = "m"\ntrainable = "t.py:fit"\n[model.grid]\nx = [1, 2]\n'
+
+
+def _begun(tmp_path):
+    """A run in the runs folder whose session is still open: its store holds the writer lock."""
+    write(tmp_path / "t.py", "def fit(config):\n    return {'acc': config['x']}\n")
+    spec = parse_grid(GRID, tmp_path / "g.toml")
+    ts = trials.expand(spec)
+    store = ResultStore(tmp_path / "runs" / "g-20260101-101010.gridwatch.db")
+    store.begin(spec, ts, ["cpu0"])
+    store.mark_running(ts[0].id, "cpu0", "cpu", 1000.0)
+    store.finish_trial(ts[0].id, "finished", 1007.0, {"acc": 1.0}, None, [], "")
+    store.mark_running(ts[1].id, "cpu0", "cpu", 1008.0)
+    return store
+
+
+def test_a_held_file_is_running_and_one_left_by_a_dead_run_interrupted(tmp_path, monkeypatch, capsys):
+    store = _begun(tmp_path)
+    db = store.path
+    assert lock_holder(db) is not None and lock_holder(db).pid == os.getpid()
+    (live,) = runs.list_runs(tmp_path / "runs")
+    assert live.state == "running" and live.holder == os.getpid() and (live.done, live.total) == (1, 4)
+    monkeypatch.setenv(runs.ENV, str(tmp_path / "runs"))
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["name", "started", "duration", "state", "done", "best", "file"]
+    assert f"running (pid {os.getpid()})" in out[2] and "1/4" in out[2]
+
+    store.close()  # the lock goes, the session stays 'running': as after kill -9
+    assert lock_holder(db) is None
+    (dead,) = runs.list_runs(tmp_path / "runs", {db: live})
+    assert dead.state == "interrupted" and dead.holder is None
+    assert dead.ended == 1008.0, "a dead run ended at its last trial's last sign of life"
+    assert main(["runs"]) == 0
+    assert " interrupted " in capsys.readouterr().out
+
+
+def test_an_unchanged_file_is_not_read_again(tmp_path):
+    store = _begun(tmp_path)
+    store.end_session("stopped")
+    store.close()
+    (first,) = runs.list_runs(tmp_path / "runs")
+    assert first.state == "stopped" and first.duration is not None and first.duration >= 0
+    (again,) = runs.list_runs(tmp_path / "runs", {first.path: first})
+    assert again is first, "same size and mtime: the earlier listing stands"
+    (fake,) = runs.list_runs(tmp_path / "runs", {first.path: replace(first, stamp=(0,))})
+    assert fake is not first and fake.state == "stopped", "a changed stamp: read again"

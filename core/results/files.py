@@ -9,6 +9,7 @@ import socket
 import stat
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -81,7 +82,7 @@ class WriterLock:
             except OSError as exc:
                 raise StoreError(f"{self.db}: cannot lock results file ({exc.strerror})") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock_soon(fd)
             except BlockingIOError:
                 holder = _holder(fd)
                 os.close(fd)
@@ -112,6 +113,59 @@ class WriterLock:
 
     def release(self) -> None:
         self._unlock()
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a results file's writer lock: its pid (None if it has not written it yet) and host."""
+
+    pid: int | None
+    host: str = ""
+
+    def __str__(self) -> str:
+        if self.pid is None:
+            return "pid unknown"
+        return f"pid {self.pid}" + (f" on {self.host}" if self.host and self.host != socket.gethostname() else "")
+
+
+def lock_holder(db: Path) -> LockHolder | None:
+    """Who holds `db`'s writer lock now, or None when nobody does; it never waits. A holder that died (even by
+    kill -9) holds nothing: the kernel dropped its lock, whatever its lock file still says."""
+    path = db.with_name(db.name + ".lock")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # never creates it
+    except OSError:
+        return None  # no lock file: no writer (or one that cannot be read, so it cannot be asked)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a moment's shared lock; a writer taking it retries
+        except BlockingIOError:
+            words = os.pread(fd, 200, 0).decode(errors="replace").split()
+            pid = int(words[0]) if words and words[0].isdigit() else None
+            return LockHolder(pid, words[1] if pid is not None and len(words) > 1 else "")
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+ASKED_FOR = 0.25  # seconds a writer keeps trying while someone only asks who holds the lock (lock_holder)
+
+
+def _flock_soon(fd: int) -> None:
+    """The writer's exclusive lock, tried again for a moment: lock_holder holds a shared lock for microseconds,
+    and a run must not be refused for that. A real holder is still there afterwards: BlockingIOError."""
+    deadline = time.monotonic() + ASKED_FOR
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _unlock(path: Path, fd: int) -> None:

@@ -8,10 +8,12 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gridwatch.grid.trials import TrialState
+from gridwatch.results.files import LockHolder, lock_holder
 from gridwatch.results.report import fixed, params_text
 from gridwatch.results.store import SUFFIX, ResultStore, StoreError
 from gridwatch.results.summary import summarize
@@ -53,47 +55,115 @@ def latest_db(name: str, folder: Path | None = None) -> Path | None:
     return found[0] if found else None
 
 
+RUNNING, INTERRUPTED = "running", "interrupted"
+UNREADABLE = "unreadable"  # a listing's state when the file cannot be read; `best` then says why
+
+
 @dataclass(frozen=True)
 class RunListing:
     path: Path
     name: str
-    started: float | None
-    state: str  # the last session's status: done, failed, stopped, or running (live, or it died)
+    started: float | None  # the first session's start
+    state: str  # done, failed, stopped; running (a process holds its writer lock), interrupted (a run died)
     done: int
     total: int
     best: str  # the leaderboard's top config, in words ("" before anything finished), or what is wrong
+    ended: float | None = None  # the last session's end; for a live run, now; for a dead one, its last trial's end
+    grid_path: str | None = None  # the grid file the run was started from
+    holder: int | None = None  # the pid holding the writer lock (running), if it said
+    stamp: tuple[int, ...] = ()  # size and mtime of the file and its WAL: unchanged means the same contents
+
+    @property
+    def duration(self) -> float | None:
+        """Last session's end − first start: a run resumed later counts the time between too."""
+        return None if self.started is None or self.ended is None else max(0.0, self.ended - self.started)
 
 
-def list_runs(folder: Path | None = None) -> list[RunListing]:
-    """Every results file in the folder, newest first; a file that cannot be read is listed as such."""
-    files = sorted((folder or runs_dir()).glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [_listing(f) for f in files]
+def list_runs(folder: Path | None = None, known: Mapping[Path, RunListing] | None = None) -> list[RunListing]:
+    """Every results file in the folder, newest first; a file that cannot be read is listed as such. `known`
+    (an earlier listing, by path): files whose stamp is the same are not read again, only their lock asked."""
+    found = []
+    for p in (folder or runs_dir()).glob(f"*{SUFFIX}"):
+        stamp = _stamp(p)
+        if stamp:  # gone meanwhile: not listed
+            found.append((max(stamp[1], stamp[3]), p, stamp))
+    found.sort(key=lambda f: f[0], reverse=True)
+    known = known or {}
+    out = []
+    for _mtime, p, stamp in found:
+        before = known.get(p)
+        out.append(_relisted(before) if before is not None and before.stamp == stamp else _listing(p, stamp))
+    return out
 
 
-UNREADABLE = "unreadable"  # a listing's state when the file cannot be read; `best` then says why
+def _stamp(path: Path) -> tuple[int, ...]:
+    """A WAL run writes its -wal file, not the results file, until a checkpoint: both count."""
+    out: list[int] = []
+    for p in (path, Path(f"{path}-wal")):
+        try:
+            st = p.stat()
+        except OSError:
+            if p is path:
+                return ()
+            out += [-1, -1]
+            continue
+        out += [st.st_size, st.st_mtime_ns]
+    return tuple(out)
 
 
-def _listing(path: Path) -> RunListing:
+def _relisted(before: RunListing) -> RunListing:
+    """An unchanged file: only whether a process holds it may have changed (a run that dies writes nothing);
+    when that changed, it is read again."""
+    holder = lock_holder(before.path)
+    if holder is None and before.holder is None and before.state != RUNNING:
+        return before
+    if holder is not None and before.state == RUNNING:
+        return replace(before, holder=holder.pid, ended=time.time())
+    return _listing(before.path, before.stamp)
+
+
+def _listing(path: Path, stamp: tuple[int, ...] = ()) -> RunListing:
+    holder = lock_holder(path)
     try:
         store = ResultStore(path, create=False)
     except StoreError as exc:
-        return _unreadable(path, exc)
+        return _unreadable(path, exc, holder, stamp)
     try:
         info = store.run_info()
         rows = [r for r in store.trials() if r.state != TrialState.SUPERSEDED]  # an earlier grid's: not this run's
-        state = store.last_status()
+        status, started, ended = _sessions(store.db)
         s = summarize(rows, info["models"], info["folds"])
         best = ""
         if s.board:
             c = s.board[0]
             best = f"{c.metric} {fixed(c.mean)} ({c.model} {params_text(c.params)})"
-        return RunListing(path, info["name"], info["created"], state, s.ended, s.total, best)
+        if holder is not None:
+            state, ended = RUNNING, time.time()
+        elif status == RUNNING:
+            state = INTERRUPTED
+            ended = max((t for r in rows for t in (r.started, r.ended) if t is not None), default=ended)
+        else:
+            state = status
+        return RunListing(path, info["name"], started or info["created"], state, s.ended, s.total, best, ended,
+                          info["grid_path"], holder.pid if holder else None, stamp)
     except (StoreError, sqlite3.Error) as exc:
-        return _unreadable(path, exc)
+        return _unreadable(path, exc, holder, stamp)
     finally:
         store.close()
 
 
-def _unreadable(path: Path, exc: Exception) -> RunListing:
+def _sessions(db: sqlite3.Connection) -> tuple[str, float | None, float | None]:
+    """The last session's status, the first session's start, the last session's end (None if it has none)."""
+    first = db.execute("SELECT MIN(started) FROM sessions").fetchone()
+    last = db.execute("SELECT status, ended FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
+    if last is None:
+        return "new", None, None
+    return str(last[0]), first[0], last[1]
+
+
+def _unreadable(path: Path, exc: Exception, holder: LockHolder | None = None,
+                stamp: tuple[int, ...] = ()) -> RunListing:
     why = str(exc).removeprefix(f"{path}: ")  # the listing names the file already
-    return RunListing(path, path.name, None, UNREADABLE, 0, -1, why)
+    if holder is not None:  # a run is creating it right now
+        return RunListing(path, path.name, None, RUNNING, 0, -1, "starting", time.time(), None, holder.pid, stamp)
+    return RunListing(path, path.name, None, UNREADABLE, 0, -1, why, stamp=stamp)

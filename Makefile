@@ -6,12 +6,31 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-cli test lint typecheck bench screenshot system-deps clean
+.PHONY: install run run-cli test lint typecheck bench screenshot system-deps display-deps test-deps clean
 
-# Shared libraries Qt needs even offscreen; installed from Debian only where missing (root or sudo).
-QT_LIBS := libEGL.so.1 libGL.so.1 libxkbcommon.so.0 libfontconfig.so.1 libdbus-1.so.3 libglib-2.0.so.0
-QT_DEBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
+# System packages, installed from Debian only where missing (root or sudo), as library:package or command:package.
+# Shared libraries Qt needs even offscreen.
+QT_LIBS := libEGL.so.1:libegl1 libGL.so.1:libgl1 libxkbcommon.so.0:libxkbcommon0 libfontconfig.so.1:libfontconfig1 \
+	libdbus-1.so.3:libdbus-1-3 libglib-2.0.so.0:libglib2.0-0
+# What Qt's xcb platform plugin links (`ldd` on PySide6's Qt/plugins/platforms/libqxcb.so): the window on X11.
+XCB_LIBS := libxkbcommon-x11.so.0:libxkbcommon-x11-0 libxcb-cursor.so.0:libxcb-cursor0 libxcb-icccm.so.4:libxcb-icccm4 \
+	libxcb-util.so.1:libxcb-util1 libxcb-image.so.0:libxcb-image0 libxcb-keysyms.so.1:libxcb-keysyms1 \
+	libxcb-randr.so.0:libxcb-randr0 libxcb-render-util.so.0:libxcb-render-util0 libxcb-shm.so.0:libxcb-shm0 \
+	libxcb-sync.so.1:libxcb-sync1 libxcb-xfixes.so.0:libxcb-xfixes0 libxcb-render.so.0:libxcb-render0 \
+	libxcb-shape.so.0:libxcb-shape0 libxcb-xkb.so.1:libxcb-xkb1 libxcb.so.1:libxcb1 libX11-xcb.so.1:libx11-xcb1 \
+	libX11.so.6:libx11-6
+# The tests' tools: an X server for the real window (Xvfb), X window queries, the desktop entry validator.
+TEST_TOOLS := xvfb-run:xvfb xauth:xauth xwininfo:x11-utils xprop:x11-utils desktop-file-validate:desktop-file-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+LDCONFIG := $(shell command -v ldconfig 2>/dev/null || echo /sbin/ldconfig)
+# $(call apt_missing,LIBRARIES,COMMANDS,WHAT): one shell command that installs the packages of the libraries
+# ldconfig lacks and of the commands PATH lacks; nothing when all are there.
+apt_missing = missing=""; \
+	for pair in $(1); do $(LDCONFIG) -p | grep -qF "$${pair%%:*} (" || missing="$$missing $${pair\#*:}"; done; \
+	for pair in $(2); do command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair\#*:}"; done; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | xargs); \
+	if [ -n "$$missing" ]; then echo "installing $(3): $$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 $(STAMP): pyproject.toml
 	@$(PY) -m venv $(VENV) || { echo "error: '$(PY) -m venv' failed; on Debian: apt-get install python3-venv"; exit 2; }
@@ -23,14 +42,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 system-deps:
-	@missing=0; for lib in $(QT_LIBS); do ldconfig -p | grep -q "$$lib" || missing=1; done; \
-	if [ $$missing = 1 ]; then \
-		echo "installing Qt's system libraries: $(QT_DEBS)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(QT_DEBS); \
-	fi
+	@$(call apt_missing,$(QT_LIBS),,Qt's system libraries)
+
+# On a display, the window also needs the xcb plugin's libraries (X11, and XWayland where Qt falls back to it).
+display-deps:
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(call apt_missing,$(XCB_LIBS),,the window's X11 libraries); fi
+
+# What the tests need besides Python packages: the xcb libraries and the tools above (CI: root, a fresh Debian).
+test-deps: system-deps
+	@$(call apt_missing,$(XCB_LIBS),$(TEST_TOOLS),what the tests need)
 
 # The window on the built-in demo grid (press Run); with no display, the same grid headless in the terminal.
-run: install
+run: install display-deps
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/gridwatch-gui resources/demo.toml; \
 	else echo "no display: running the demo grid headless (the window needs a display)"; \
 	$(BIN)/gridwatch run resources/demo.toml; fi
@@ -38,7 +61,7 @@ run: install
 run-cli: install
 	$(BIN)/gridwatch run resources/demo.toml
 
-test: install lint
+test: install test-deps lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 lint: install typecheck

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gridwatch.resources import DEMO_GRID, ICON
+from gridwatch.resources import DEMO_GRID, ICON, ICON_PNGS
 
 
 def get_qapp(argv: list[str] | None = None) -> Any:
     """The one QApplication: name, organisation, icon and desktop file name set in one place."""
-    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     existing = QApplication.instance()
@@ -26,9 +25,25 @@ def get_qapp(argv: list[str] | None = None) -> Any:
     import pyqtgraph as pg
 
     pg.setConfigOptions(background="w", foreground="#37474f", antialias=False)
-    if ICON.exists():
-        app.setWindowIcon(QIcon(str(ICON)))
+    from gridwatch.gui.theme import follow_system
+
+    follow_system(app)  # plots follow the system's light/dark scheme
+    app.setWindowIcon(app_icon())
     return app
+
+
+def app_icon() -> Any:
+    """The icon at every packaged size (crisp in title bars and docks alike), the SVG for the rest."""
+    from PySide6.QtCore import QSize
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    for size, png in ICON_PNGS.items():
+        if png.exists():
+            icon.addFile(str(png), QSize(size, size))
+    if ICON.exists():
+        icon.addFile(str(ICON))
+    return icon
 
 
 def make_window(grid: str | Path | None = None, results: str | Path | None = None) -> Any:
@@ -53,12 +68,42 @@ def no_display() -> bool:
             and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"))
 
 
+def will_use_xcb() -> bool:
+    """Qt's platform will be X11 (xcb): asked for by QT_QPA_PLATFORM, or Linux with an X display and no
+    Wayland session (under Wayland, Qt tries its wayland plugin first)."""
+    import os
+
+    chosen = os.environ.get("QT_QPA_PLATFORM", "")
+    if chosen:
+        return chosen.split(";")[0].split(":")[0].strip() == "xcb"
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) and os.environ.get("XDG_SESSION_TYPE") == "wayland"
+    return sys.platform.startswith("linux") and bool(os.environ.get("DISPLAY")) and not wayland
+
+
+def missing_window_libraries() -> list[str]:
+    """The system libraries Qt's xcb plugin lacks: Qt would abort on creating the QApplication."""
+    if not will_use_xcb():
+        return []
+    from PySide6.QtCore import QLibraryInfo
+
+    from gridwatch.desktop import missing_libraries
+
+    plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))
+    return missing_libraries(plugins / "platforms" / "libqxcb.so")
+
+
 def main(argv: list[str] | None = None) -> int:
     """`gridwatch-gui [GRID.toml | RUN.gridwatch.db]`."""
     args = sys.argv[1:] if argv is None else argv
     if no_display():
         print("gridwatch: no display (DISPLAY and WAYLAND_DISPLAY are unset), so no window. "
               "Run a grid headless with: gridwatch run GRID.toml", file=sys.stderr)
+        return 2
+    missing = missing_window_libraries()
+    if missing:
+        from gridwatch.desktop import install_hint
+
+        print(install_hint(missing), file=sys.stderr)
         return 2
     grid = next((a for a in args if a.endswith(".toml")), None)
     db = next((a for a in args if a.endswith(".db")), None)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -143,3 +146,99 @@ def finished_ids(db: Path) -> set[str]:
             conn.close()
     except sqlite3.Error:  # not created yet, or mid-creation
         return set()
+
+
+# -- the package as a stranger gets it: the wheel, installed into a fresh venv (conftest's `wheel`, `venv`) -----
+
+TORCH = "torch==2.13.0"  # the Makefile's TORCH: the CPU build
+# Build inputs only: never the dev venv, build outputs, caches or results.
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", "*.pyc",
+                                    ".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache", ".whl", ".gl",
+                                    "*.gridwatch.db*")
+
+
+def proc_tail(proc: subprocess.CompletedProcess[str], n: int = 6000) -> str:
+    return f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-n:]}\n--- stderr ---\n{proc.stderr[-n:]}"
+
+
+def run_cmd(cmd: list[str | Path], timeout: float, cwd: Path, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+
+
+@dataclass
+class Wheel:
+    path: Path
+    source: Path  # the copied tree it was built from
+
+
+@dataclass
+class FreshVenv:
+    root: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    torch_before: str = ""
+    torch_after: str = ""
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def python(self) -> Path:
+        return self.bin / "python"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """This venv only: no PYTHONPATH, no dev venv, no inherited gridwatch settings."""
+        drop = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "VIRTUAL_ENV")
+        env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("GRIDWATCH_")}
+        env["VIRTUAL_ENV"] = str(self.root)
+        env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
+        env.update(extra)
+        return env
+
+
+def _no_isolation() -> bool:
+    """The dev venv already has the build backend (setuptools>=77): no download, no isolated build env."""
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0]) >= 77
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def build_wheel(src: Path, out: Path) -> Wheel:
+    """Built from a copy at `src`, so the checkout's build/ and egg-info are neither used (stale files) nor
+    touched."""
+    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
+    cmd: list[str | Path] = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", out, src]
+    if _no_isolation():
+        cmd.insert(5, "--no-build-isolation")
+    proc = run_cmd(cmd, timeout=300, cwd=src)
+    assert proc.returncode == 0, proc_tail(proc)
+    wheels = list(out.glob("*.whl"))
+    assert len(wheels) == 1, wheels
+    return Wheel(wheels[0], src)
+
+
+def fresh_venv(wheel: Wheel, root: Path) -> FreshVenv:
+    """A new venv at `root`: the pinned CPU torch first, then the wheel (not editable, not from the source tree:
+    pip reads the dependencies from the wheel's own metadata)."""
+    v = FreshVenv(root)
+
+    def step(name: str, cmd: list[str | Path], timeout: float) -> subprocess.CompletedProcess[str]:
+        t0 = time.monotonic()
+        proc = run_cmd(cmd, timeout=timeout, env=v.env(), cwd=v.root.parent)
+        v.seconds[name] = time.monotonic() - t0
+        assert proc.returncode == 0, f"{name}: {proc_tail(proc)}"
+        return proc
+
+    def torch_version() -> str:
+        code = "import importlib.metadata as m; print(m.version('torch'))"
+        return step("torch version", [v.python, "-c", code], 60).stdout.strip()
+
+    step("venv", [sys.executable, "-m", "venv", v.root], 120)
+    # --no-compile: byte-compiling torch's files is most of its install time, and nothing here imports torch.
+    step("pip install torch", [v.python, "-m", "pip", "install", "--no-compile", TORCH], 600)
+    v.torch_before = torch_version()
+    step("pip install wheel", [v.python, "-m", "pip", "install", wheel.path], 600)
+    v.torch_after = torch_version()
+    return v

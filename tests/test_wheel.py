@@ -14,22 +14,18 @@ GRIDWATCH_SKIP_WHEEL=1; it runs by default.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
-import shutil
-import subprocess
-import sys
-import time
 import tomllib
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
 
-from helpers import REPO, grid, write
+from helpers import REPO, FreshVenv, Wheel, grid, write
+from helpers import proc_tail as _tail
+from helpers import run_cmd as _run
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("GRIDWATCH_SKIP_WHEEL", "") not in ("", "0"),
@@ -38,103 +34,11 @@ pytestmark = [
     pytest.mark.timeout(900),
 ]
 
-TORCH = "torch==2.13.0"  # the Makefile's TORCH: the CPU build
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 VERSION = PROJECT["version"]
 DEMO_NAME = tomllib.loads((REPO / "resources" / "demo.toml").read_text(encoding="utf-8"))["run"]["name"]
-# Build inputs only: never the dev venv, build outputs, caches or results.
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", "*.pyc",
-                                    ".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache", ".whl", ".gl",
-                                    "*.gridwatch.db*")
-
-
-def _tail(proc: subprocess.CompletedProcess[str], n: int = 6000) -> str:
-    return f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-n:]}\n--- stderr ---\n{proc.stderr[-n:]}"
-
-
-def _run(cmd: list[str | Path], timeout: float, cwd: Path, env: dict[str, str] | None = None,
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
-
-
-@dataclass
-class Wheel:
-    path: Path
-    source: Path  # the copied tree it was built from
-
-
-@dataclass
-class FreshVenv:
-    root: Path
-    seconds: dict[str, float] = field(default_factory=dict)
-    torch_before: str = ""
-    torch_after: str = ""
-
-    @property
-    def bin(self) -> Path:
-        return self.root / "bin"
-
-    @property
-    def python(self) -> Path:
-        return self.bin / "python"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """This venv only: no PYTHONPATH, no dev venv, no inherited gridwatch settings."""
-        drop = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "VIRTUAL_ENV")
-        env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("GRIDWATCH_")}
-        env["VIRTUAL_ENV"] = str(self.root)
-        env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"
-        env.update(extra)
-        return env
-
-
-def _no_isolation() -> bool:
-    """The dev venv already has the build backend (setuptools>=77): no download, no isolated build env."""
-    try:
-        return int(importlib.metadata.version("setuptools").split(".")[0]) >= 77
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
-    # Built from a copy, so the checkout's build/ and egg-info are neither used (stale files) nor touched.
-    src = tmp_path_factory.mktemp("wheel-src") / "gridwatch"
-    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
-    out = tmp_path_factory.mktemp("wheel-dist")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", out, src]
-    if _no_isolation():
-        cmd.insert(5, "--no-build-isolation")
-    proc = _run(cmd, timeout=300, cwd=src)
-    assert proc.returncode == 0, _tail(proc)
-    wheels = list(out.glob("*.whl"))
-    assert len(wheels) == 1, wheels
-    return Wheel(wheels[0], src)
-
-
-@pytest.fixture(scope="session")
-def venv(wheel: Wheel, tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
-    v = FreshVenv(tmp_path_factory.mktemp("fresh") / "venv")
-
-    def step(name: str, cmd: list[str | Path], timeout: float) -> subprocess.CompletedProcess[str]:
-        t0 = time.monotonic()
-        proc = _run(cmd, timeout=timeout, env=v.env(), cwd=v.root.parent)
-        v.seconds[name] = time.monotonic() - t0
-        assert proc.returncode == 0, f"{name}: {_tail(proc)}"
-        return proc
-
-    def torch_version() -> str:
-        code = "import importlib.metadata as m; print(m.version('torch'))"
-        return step("torch version", [v.python, "-c", code], 60).stdout.strip()
-
-    step("venv", [sys.executable, "-m", "venv", v.root], 120)
-    # --no-compile: byte-compiling torch's files is most of its install time, and nothing here imports torch.
-    step("pip install torch", [v.python, "-m", "pip", "install", "--no-compile", TORCH], 600)
-    v.torch_before = torch_version()
-    # Not editable, not from the source tree: pip reads the dependencies from the wheel's own metadata.
-    step("pip install wheel", [v.python, "-m", "pip", "install", wheel.path], 600)
-    v.torch_after = torch_version()
-    return v
+# The session fixtures `wheel` and `venv` (conftest.py, built by helpers.build_wheel and helpers.fresh_venv) are
+# shared with the other tests that install the package as a stranger would.
 
 
 # -- the wheel -------------------------------------------------------------------------------------------------
@@ -143,7 +47,8 @@ def venv(wheel: Wheel, tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
 def test_wheel_holds_one_import_name_and_its_resources(wheel: Wheel):
     names = zipfile.ZipFile(wheel.path).namelist()
     assert {n.split("/")[0] for n in names} == {"gridwatch", f"gridwatch-{VERSION}.dist-info"}
-    for data in ("gridwatch/resources/demo.toml", "gridwatch/resources/gridwatch.svg", "gridwatch/py.typed"):
+    icons = [f"gridwatch/resources/icons/gridwatch-{n}.png" for n in (16, 32, 48, 64, 128, 256)]
+    for data in ("gridwatch/resources/demo.toml", "gridwatch/resources/gridwatch.svg", "gridwatch/py.typed", *icons):
         assert data in names
     entry_points = zipfile.ZipFile(wheel.path).read(f"gridwatch-{VERSION}.dist-info/entry_points.txt").decode()
     assert "gridwatch = gridwatch.gui.app:entry" in entry_points

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridwatch.grid.trials import FAILED_STATES, Trial, TrialState
-from gridwatch.run.progress import Progress, estimate_eta
+from gridwatch.grid.trials import ENDED_STATES, FAILED_STATES, Trial, TrialState
+from gridwatch.run.progress import Progress, Stored, TrialTime, estimate_eta
 
 LOG_TAIL = 200  # lines of a trial's own output kept in the store
 
@@ -57,20 +58,48 @@ class LiveTrial:
 
 
 def progress_of(live: dict[str, LiveTrial], slots: int, started_at: float, paused: bool,
-                predicted_work: float | None, waiting: int = 0, now: float | None = None) -> Progress:
+                predicted_work: float | None, waiting: int = 0, now: float | None = None,
+                order: Sequence[Trial] | None = None, stored: Stored | None = None,
+                slot_kinds: Sequence[str] | None = None) -> Progress:
+    """`order`: the queued trials in the order they will start (else the grid's); `stored`: a model's seconds
+    on a kind of slot by an earlier run's estimates; `slot_kinds`: each slot's kind (else any trial runs
+    anywhere as fast). While nothing has ended and nothing is stored, `predicted_work` (seconds of work left by
+    the scheduler's estimates) / slots stands in."""
     now = time.time() if now is None else now
     counts: dict[TrialState, int] = {}
     running: dict[str, int] = {}
-    elapsed, durations = [], []
+    ended: list[TrialTime] = []
+    busy: list[TrialTime] = []
     for lt in live.values():
         counts[lt.state] = counts.get(lt.state, 0) + 1
         if lt.state == TrialState.RUNNING:
             running[lt.kind or "cpu"] = running.get(lt.kind or "cpu", 0) + 1
-            elapsed.append(now - (lt.started or now))
-        elif lt.state == TrialState.FINISHED and (d := lt.duration) is not None:
-            durations.append(d)
+            busy.append(_running_time(lt, now))
+        elif lt.state in ENDED_STATES and lt.started is not None and lt.ended is not None:
+            t = lt.trial  # a trial kept from an earlier session of a resumed run knows only its slot's id
+            kind = lt.kind or ("gpu" if (lt.slot or "").startswith("gpu") else "cpu" if lt.slot else None)
+            ended.append(TrialTime(t.model, t.config_key, t.params, kind, seconds=lt.ended - lt.started))
     queued = counts.get(TrialState.QUEUED, 0)
     failed = sum(counts.get(s, 0) for s in FAILED_STATES)
+    if order is None:
+        order = [lt.trial for lt in live.values() if lt.state == TrialState.QUEUED]
+    lanes: list[str | None] = list(slot_kinds) if slot_kinds else [None] * max(1, slots)
+    eta = None if paused and order else estimate_eta(ended, busy, order, lanes, stored)
+    if eta is None and not paused and not ended and predicted_work is not None:
+        eta = predicted_work / max(1, slots)
     return Progress(total=len(live), finished=counts.get(TrialState.FINISHED, 0), failed=failed, queued=queued,
-                    running=running, eta_s=estimate_eta(durations, queued, elapsed, slots, predicted_work),
-                    elapsed_s=now - started_at, paused=paused, waiting=waiting)
+                    running=running, eta_s=eta, elapsed_s=now - started_at, paused=paused, waiting=waiting)
+
+
+def _running_time(lt: LiveTrial, now: float) -> TrialTime:
+    """A running trial, with its whole duration projected from the pace of the epochs it reported, when its
+    config says how many epochs it runs."""
+    started = lt.started if lt.started is not None else now
+    total = lt.trial.config.get("epochs")
+    epoch_at = lt.steps[-1][3] if lt.steps else None
+    projected, done = None, 0.0
+    if isinstance(total, int) and total > 0 and 0 < lt.epoch <= total and epoch_at is not None:
+        done = lt.epoch / total
+        projected = (epoch_at - started) / done
+    return TrialTime(lt.model, lt.config_key, lt.params, lt.kind, elapsed=now - started, projected=projected,
+                     done=done)

@@ -27,6 +27,7 @@ PROBE_SHARE = 0.25  # an unknown footprint counts as this share of the device's 
 PROBE_FLOOR = 2 * 2**30  # a first trial (footprint unknown) starts only with at least this much free
 EMPTY_SHARE = 0.8  # on a GPU running none of our trials, at most this share of its budget must be free
 FASTER_BY = 0.85  # leave an `any` trial for another device only if it finishes there in < 85 % of the time
+RESORT_SHARE = 50  # the queue is re-ordered by what finished trials taught once 1/50 of it has finished since
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class TrialScheduler:
         self.caps: dict[tuple[str, str], int] = {}  # (model, device) -> most at once, after an OOM
         self.waiting: dict[str, str] = {}  # trial id -> why it has not started
         self._dirty = True
+        self._since_sort = 0  # trials finished since the queue was last ordered
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -73,6 +75,7 @@ class TrialScheduler:
         if self._dirty:
             self._queue = self._ordered(self._queue)
             self._dirty = False
+            self._since_sort = 0
         kinds = {s.kind for s in slots}
         for wanted in (slot.kind, "any"):
             ahead = 0  # `any` trials before this one: the other device would take those first
@@ -162,10 +165,15 @@ class TrialScheduler:
     def finished(self, trial_id: str, seconds: float | None, peak: float | None) -> None:
         r = self.running.pop(trial_id, None)
         if r is not None:
+            first = self.estimates.get(r.trial.model, r.slot.kind).n == 0
             self.estimates.learn(r.trial.model, r.slot.kind, seconds, peak)
             if seconds is not None:
                 self.estimates.learn_config(r.trial.config_key, r.slot.kind, seconds)
-            self._dirty = True
+            # Re-ordering the queue costs a pass over it: done for a model's first figure (unknown configs go
+            # first), else once a share of the queue has finished since, so a big grid's cost stays linear.
+            self._since_sort += 1
+            if first or self._since_sort * RESORT_SHARE >= len(self._queue):
+                self._dirty = True
 
     def early_peak(self, trial_id: str, peak: float) -> None:
         """A first trial's memory after a second: enough to pack the next trials of its model beside it."""

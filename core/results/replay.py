@@ -6,21 +6,44 @@ from collections import deque
 from typing import Any
 
 from gridwatch.grid.trials import Trial, TrialState
-from gridwatch.results.store import ResultStore
+from gridwatch.results.store import ResultStore, TrialRow
 from gridwatch.run.live import LOG_TAIL, LiveTrial
 
 
-def live_from_store(store: ResultStore) -> tuple[dict[str, LiveTrial], dict[str, Any]]:
+def live_from_store(store: ResultStore, following: bool = False) -> tuple[dict[str, LiveTrial], dict[str, Any]]:
+    """Every trial of the file. `following`: another process is running it now, so its running trials are
+    running (and their log so far is read); otherwise they were cut short by a run that ended."""
     info = store.run_info()
-    fixed = {m["name"]: m.get("fixed", {}) for m in info["models"]}
+    steps = store.all_steps()
     live: dict[str, LiveTrial] = {}
     for r in store.trials():
-        config = {**fixed.get(r.model, {}), **r.params, "fold": r.fold, "n_folds": info["folds"]}
-        trial = Trial(r.id, r.model, r.config_key, r.params, r.fold, r.device_pref, config)
-        steps = [(key, step, value, 0.0) for key, step, value in store.steps(r.id)]
-        state = TrialState.STOPPED if r.state == TrialState.RUNNING else TrialState(r.state)
-        live[r.id] = LiveTrial(trial, state=state, slot=r.slot, started=r.started, ended=r.ended,
-                               epoch=max((s for _k, s, _v, _t in steps), default=0), metrics=r.metrics,
-                               reason=r.reason, steps=steps,
-                               log=deque(r.log_tail.splitlines(), maxlen=LOG_TAIL))
+        lt = live_trial(r, info, steps.get(r.id, []))
+        if lt.state == TrialState.RUNNING:
+            if following:
+                lt.log.extend(store.logs(r.id))
+            else:
+                lt.state = TrialState.STOPPED
+        live[r.id] = lt
     return live, info
+
+
+def live_trial(r: TrialRow, info: dict[str, Any], steps: list[tuple[str, int, float, float]]) -> LiveTrial:
+    fixed: dict[str, Any] = next((m.get("fixed", {}) for m in info["models"] if m["name"] == r.model), {})
+    config = {**fixed, **r.params, "fold": r.fold, "n_folds": info["folds"]}
+    trial = Trial(r.id, r.model, r.config_key, r.params, r.fold, r.device_pref, config)
+    lt = LiveTrial(trial, log=deque(maxlen=LOG_TAIL))
+    update(lt, r, steps)
+    return lt
+
+
+def update(lt: LiveTrial, r: TrialRow, steps: list[tuple[str, int, float, float]] | None) -> None:
+    """A stored row's news onto the trial; `steps` replace its per-epoch values when given."""
+    lt.state, lt.slot, lt.started, lt.ended = TrialState(r.state), r.slot, r.started, r.ended
+    lt.kind = None if r.device is None else ("cpu" if r.device == "cpu" else "gpu")
+    lt.metrics, lt.reason, lt.peak_mem = r.metrics, r.reason, r.peak_mem
+    if steps is not None:
+        lt.steps = list(steps)
+        lt.epoch = max((s for k, s, _v, _t in steps if k != "data_wait"), default=0)
+    if r.log_tail:
+        lt.log.clear()
+        lt.log.extend(r.log_tail.splitlines())

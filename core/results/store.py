@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS trials (
     config_key TEXT NOT NULL, params TEXT NOT NULL, fold INTEGER NOT NULL, device_pref TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'queued', slot TEXT, device TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     started REAL, ended REAL, reason TEXT, metrics TEXT, log_tail TEXT, session_id INTEGER, ord INTEGER,
-    peak_mem REAL
+    peak_mem REAL, rev INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS telemetry (t REAL NOT NULL, key TEXT NOT NULL, value REAL);
 CREATE INDEX IF NOT EXISTS telemetry_t ON telemetry (t);
@@ -53,7 +53,13 @@ CREATE TABLE IF NOT EXISTS steps (
     trial_id TEXT NOT NULL REFERENCES trials(id), key TEXT NOT NULL, step INTEGER NOT NULL,
     value REAL, t REAL, PRIMARY KEY (trial_id, key, step)
 );
+CREATE TABLE IF NOT EXISTS logs (trial_id TEXT NOT NULL, t REAL NOT NULL, line TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_trial ON logs (trial_id);
 """
+# `rev`: the trial row's last change, counted per file, so a reader following a live run reads only what changed.
+# Added after the first files were written: a writer adds it to an older file; a reader of one goes without.
+TRIAL_REV = "ALTER TABLE trials ADD COLUMN rev INTEGER NOT NULL DEFAULT 0"
+TRIAL_REV_INDEX = "CREATE INDEX IF NOT EXISTS trials_rev ON trials (rev)"
 
 DONE_STATES = (str(TrialState.FINISHED),)  # resume skips these
 READ_TABLES = ("meta", "runs", "sessions", "trials", "estimates", "verdicts")  # every reader reads these
@@ -145,6 +151,9 @@ class ResultStore:
         self.lock: WriterLock | None = None
         self.run_id: int | None = None
         self.session_id: int | None = None
+        self._rev = 0
+        self.tables: set[str] = set()  # what this file has: an older one read as it is may lack newer tables
+        self.has_rev = False
         write = create if write is None else write
         if not create and not self.path.is_file():
             raise StoreError(f"{self.path}: no such results file")
@@ -170,6 +179,11 @@ class ResultStore:
                 db.execute("PRAGMA synchronous=NORMAL")
             tables = self._check_ours(create)
             self._check_pages(None if write else [t for t in READ_TABLES if t in tables])
+            if write:
+                self._upgrade()
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            self.tables = tables
+            self.has_rev = "rev" in {r[1] for r in db.execute("PRAGMA table_info(trials)")}
         except BaseException as exc:
             db.close()
             if isinstance(exc, sqlite3.Error | ValueError):
@@ -197,6 +211,20 @@ class ResultStore:
                 raise StoreError(f"{self.path}: damaged results file (database disk image is malformed: "
                                  f"{_one_line(' '.join(said))})")
 
+    def _upgrade(self) -> None:
+        """Tables and columns added since an older file was written (a writer of it adds them)."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
+        with self.db:
+            self.db.executescript(SCHEMA)
+            if "rev" not in columns:
+                self.db.execute(TRIAL_REV)
+            self.db.execute(TRIAL_REV_INDEX)
+        self._rev = int(self.db.execute("SELECT COALESCE(MAX(rev), 0) FROM trials").fetchone()[0])
+
+    def _next_rev(self) -> int:
+        self._rev += 1
+        return self._rev
+
     @contextmanager
     def _reading(self) -> Iterator[None]:
         """A read that meets damage the check on open could not see says so in one line."""
@@ -220,19 +248,13 @@ class ResultStore:
                 if self.db.in_transaction:
                     self.db.rollback()
                 raise
-            return set(READ_TABLES)
+            return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         meta = dict(self.db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
         if meta.get("app") != APP:
             raise StoreError(f"{self.path}: not a gridwatch results file")
         version = int(meta.get("schema_version", "0"))
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer gridwatch (schema {version}); upgrade to open it")
-        if not {"telemetry", "verdicts", "estimates"} <= tables:
-            try:
-                with self.db:
-                    self.db.executescript(SCHEMA)  # tables added since the file was written
-            except sqlite3.OperationalError:
-                pass  # read-only: it simply has no telemetry to replay
         return tables
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -271,6 +293,7 @@ class ResultStore:
             self.db.execute("DELETE FROM current_ids")
             self.db.executemany("INSERT OR IGNORE INTO current_ids VALUES (?)", [(i,) for i in ids])
             self.db.execute("UPDATE trials SET state='superseded' WHERE id NOT IN (SELECT id FROM current_ids)")
+            self.db.execute("UPDATE trials SET rev=?", (self._next_rev(),))
         return done
 
     def superseded(self) -> int:
@@ -287,23 +310,43 @@ class ResultStore:
         with self.db:
             self.db.execute(
                 "UPDATE trials SET state='running', slot=?, device=?, started=?, ended=NULL, reason=NULL, "
-                "attempts=attempts+1, session_id=? WHERE id=?",
-                (slot, device, started, self.session_id, trial_id))
+                "attempts=attempts+1, session_id=?, rev=? WHERE id=?",
+                (slot, device, started, self.session_id, self._next_rev(), trial_id))
+            self.db.execute("DELETE FROM steps WHERE trial_id=?", (trial_id,))  # an earlier attempt's
+            self.db.execute("DELETE FROM logs WHERE trial_id=?", (trial_id,))
 
     def requeue(self, trial_id: str, reason: str) -> None:
         with self.db:
-            self.db.execute("UPDATE trials SET state='queued', reason=? WHERE id=?", (reason, trial_id))
+            self.db.execute("UPDATE trials SET state='queued', reason=?, rev=? WHERE id=?",
+                            (reason, self._next_rev(), trial_id))
+            self.db.execute("DELETE FROM steps WHERE trial_id=?", (trial_id,))
+            self.db.execute("DELETE FROM logs WHERE trial_id=?", (trial_id,))
 
     def finish_trial(self, trial_id: str, state: str, ended: float, metrics: dict[str, float],
                      reason: str | None, steps: list[tuple[str, int, float, float]], log_tail: str,
                      peak_mem: float | None = None) -> None:
-        """One transaction: the trial's end, its final metrics and every per-epoch value, or none of it."""
+        """One transaction: the trial's end, its final metrics, every per-epoch value (those written while it ran
+        included) and its log tail (its live log lines give way to it), or none of it."""
         with self.db:
             self.db.execute("DELETE FROM steps WHERE trial_id=?", (trial_id,))
             self.db.executemany("INSERT OR REPLACE INTO steps (trial_id, key, step, value, t) "
                                 "VALUES (?, ?, ?, ?, ?)", [(trial_id, *s) for s in steps])
-            self.db.execute("UPDATE trials SET state=?, ended=?, metrics=?, reason=?, log_tail=?, peak_mem=? "
-                            "WHERE id=?", (state, ended, json.dumps(metrics), reason, log_tail, peak_mem, trial_id))
+            self.db.execute("DELETE FROM logs WHERE trial_id=?", (trial_id,))
+            self.db.execute("UPDATE trials SET state=?, ended=?, metrics=?, reason=?, log_tail=?, peak_mem=?, rev=? "
+                            "WHERE id=?", (state, ended, json.dumps(metrics), reason, log_tail, peak_mem,
+                                           self._next_rev(), trial_id))
+
+    def add_live(self, steps: list[tuple[str, str, int, float, float]], logs: list[tuple[str, float, str]],
+                 telemetry: list[tuple[float, str, float]]) -> None:
+        """What running trials reported since the last call (per-epoch values, log lines) and the machine's
+        telemetry, in one transaction, so a reader following the run sees it while the trials still run."""
+        if not (steps or logs or telemetry):
+            return
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO steps (trial_id, key, step, value, t) VALUES (?, ?, ?, ?, ?)",
+                                steps)
+            self.db.executemany("INSERT INTO logs (trial_id, t, line) VALUES (?, ?, ?)", logs)
+            self.db.executemany("INSERT INTO telemetry (t, key, value) VALUES (?, ?, ?)", telemetry)
 
     def add_telemetry(self, rows: list[tuple[float, str, float]]) -> None:
         if rows:
@@ -316,11 +359,15 @@ class ResultStore:
                             (v.kind, v.subject, v.started, v.ended, v.severity, v.evidence, v.fix))
 
     def telemetry(self) -> list[tuple[float, str, float]]:
+        if "telemetry" not in self.tables:
+            return []
         with self._reading():
             rows = self.db.execute("SELECT t, key, value FROM telemetry ORDER BY t").fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
     def verdicts(self) -> list[Verdict]:
+        if "verdicts" not in self.tables:
+            return []
         with self._reading():
             rows = self.db.execute("SELECT kind, subject, severity, evidence, fix, started, ended FROM verdicts "
                                    "ORDER BY started").fetchall()
@@ -332,6 +379,8 @@ class ResultStore:
                                 [(m, k, _none(sec), n, _none(peak)) for m, k, sec, n, peak in rows])
 
     def estimates(self) -> list[tuple[str, str, float, int, float]]:
+        if "estimates" not in self.tables:
+            return []
         with self._reading():
             rows = self.db.execute("SELECT model, kind, seconds, n, peak_mem FROM estimates").fetchall()
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
@@ -344,8 +393,8 @@ class ResultStore:
             with self.db:
                 self.db.execute("UPDATE sessions SET ended=?, status=? WHERE id=?",
                                 (time.time(), status, self.session_id))
-                self.db.execute("UPDATE trials SET state='queued' WHERE state='running' AND session_id=?",
-                                (self.session_id,))
+                self.db.execute("UPDATE trials SET state='queued', rev=? WHERE state='running' AND session_id=?",
+                                (self._next_rev(), self.session_id))
         finally:
             self.release()
 
@@ -378,18 +427,75 @@ class ResultStore:
         return str(row[0])
 
     def trials(self) -> list[TrialRow]:
+        return self._trial_rows("ORDER BY ord, id", ())
+
+    def trials_changed(self, after_rev: int) -> tuple[list[TrialRow], int]:
+        """The trial rows changed since `after_rev`, and the newest rev (a live run's reader follows with it)."""
+        if not self.has_rev:
+            return [], after_rev
+        with self._reading():
+            newest = int(self.db.execute("SELECT COALESCE(MAX(rev), 0) FROM trials").fetchone()[0])
+        if newest <= after_rev:
+            return [], after_rev
+        return self._trial_rows("WHERE rev > ? ORDER BY ord, id", (after_rev,)), newest
+
+    def _trial_rows(self, where: str, args: tuple[Any, ...]) -> list[TrialRow]:
         with self._reading():
             rows = self.db.execute(
                 "SELECT id, model, config_key, params, fold, device_pref, state, slot, device, attempts, started, "
-                "ended, reason, metrics, log_tail, peak_mem FROM trials ORDER BY ord, id").fetchall()
+                f"ended, reason, metrics, log_tail, peak_mem FROM trials {where}", args).fetchall()
             return [TrialRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10],
                              r[11], r[12], json.loads(r[13] or "{}"), r[14] or "", r[15]) for r in rows]
 
     def steps(self, trial_id: str) -> list[tuple[str, int, float]]:
+        return [(k, step, v) for k, step, v, _t in self.steps_with_time(trial_id)]
+
+    def steps_with_time(self, trial_id: str) -> list[tuple[str, int, float, float]]:
         with self._reading():
-            rows = self.db.execute("SELECT key, step, value FROM steps WHERE trial_id=? ORDER BY key, step",
+            rows = self.db.execute("SELECT key, step, value, t FROM steps WHERE trial_id=? ORDER BY key, step",
                                    (trial_id,)).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3] or 0.0) for r in rows]
+
+    def all_steps(self) -> dict[str, list[tuple[str, int, float, float]]]:
+        """Every trial's per-epoch values in one read (trial id -> (key, step, value, t))."""
+        out: dict[str, list[tuple[str, int, float, float]]] = {}
+        with self._reading():
+            for r in self.db.execute("SELECT trial_id, key, step, value, t FROM steps ORDER BY trial_id, key, step"):
+                out.setdefault(r[0], []).append((r[1], r[2], r[3], r[4] or 0.0))
+        return out
+
+    def rows_after(self, table: str, rowid: int) -> tuple[list[tuple[Any, ...]], int]:
+        """Rows appended to `steps`, `logs` or `telemetry` after `rowid`, oldest first, and the newest rowid."""
+        columns = {"steps": "trial_id, key, step, value, t", "logs": "trial_id, t, line", "telemetry": "t, key, value"}
+        if table not in self.tables:
+            return [], rowid
+        with self._reading():
+            rows = self.db.execute(f"SELECT rowid, {columns[table]} FROM {table} WHERE rowid > ? ORDER BY rowid",
+                                   (rowid,)).fetchall()
+        return [tuple(r[1:]) for r in rows], (rows[-1][0] if rows else rowid)
+
+    def logs(self, trial_id: str) -> list[str]:
+        """A running trial's log lines so far (a finished trial's are its log tail)."""
+        if "logs" not in self.tables:
+            return []
+        with self._reading():
+            return [r[0] for r in self.db.execute("SELECT line FROM logs WHERE trial_id=? ORDER BY rowid",
+                                                  (trial_id,))]
+
+    def data_version(self) -> int:
+        """Changes when another connection (the run writing this file) commits: a cheap "anything new?"."""
+        with self._reading():
+            return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def slots(self) -> list[str]:
+        """Every slot any session of the run had, in order of first use."""
+        with self._reading():
+            rows = self.db.execute("SELECT slots FROM sessions ORDER BY id").fetchall()
+        seen: dict[str, None] = {}
+        for r in rows:
+            for sid in json.loads(r[0] or "[]"):
+                seen.setdefault(str(sid), None)
+        return list(seen)
 
     def last_status(self) -> str:
         """The newest session's status: done, failed, stopped, or running (a live run, or one that died)."""

@@ -1,0 +1,122 @@
+"""Following a results file that another process (`gridwatch run` in a terminal, over ssh) is writing.
+
+The run writes each trial's start and end at once, and its running trials' per-epoch values, log lines and the
+machine's telemetry about once a second (WAL: this reader never blocks it). `Follower.poll()` reads only what
+is new since the last poll — trial rows by their change counter, the other tables by rowid — inside one read
+transaction, so what it returns is one consistent moment of the run, and a poll costs the same whatever the
+grid's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridwatch.grid.trials import TrialState
+from gridwatch.results.files import lock_holder
+from gridwatch.results.replay import live_from_store, live_trial, update
+from gridwatch.results.store import ResultStore
+from gridwatch.run.live import LiveTrial
+from gridwatch.telemetry.starvation import Verdict
+
+
+def is_live(store: ResultStore) -> bool:
+    """Another process is running this file now: its newest session is open and a live process holds its lock."""
+    return store.last_status() == "running" and lock_holder(store.path) is not None
+
+
+@dataclass
+class Changes:
+    trials: list[str] = field(default_factory=list)  # rows whose state, slot, times or results changed
+    epochs: set[str] = field(default_factory=set)  # running trials with new per-epoch values
+    logs: list[tuple[str, str]] = field(default_factory=list)  # (trial id, line) of running trials
+    telemetry: list[tuple[float, str, float]] = field(default_factory=list)
+    verdicts: list[Verdict] | None = None  # all of them, when any changed
+    ended: bool = False  # the run is over (ended, or its process is gone)
+
+
+class Follower:
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+        self.live: dict[str, LiveTrial] = {}
+        self.info: dict[str, Any] = {}
+        self.rev = 0
+        self.rows = {"steps": 0, "logs": 0, "telemetry": 0}
+        self.version = -1
+        self._verdicts: list[tuple[Any, ...]] = []
+
+    def load(self) -> tuple[dict[str, LiveTrial], dict[str, Any], list[tuple[float, str, float]]]:
+        """The run so far: its trials, its info and its telemetry; later polls bring what is new."""
+        with self._moment():
+            self.version = self.store.data_version()
+            _, self.rev = self.store.trials_changed(0)
+            self.live, self.info = live_from_store(self.store, following=True)
+            for table in ("steps", "logs"):
+                self.rows[table] = self._last_rowid(table)
+            telemetry, self.rows["telemetry"] = self.store.rows_after("telemetry", 0)
+            self._verdicts = [_key(v) for v in self.store.verdicts()]
+        return self.live, self.info, telemetry
+
+    def _last_rowid(self, table: str) -> int:
+        if table not in self.store.tables:
+            return 0
+        return int(self.store.db.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()[0])
+
+    def poll(self) -> Changes:
+        changes = Changes(ended=not is_live(self.store))  # asked first: a run seen ended has written its last
+        version = self.store.data_version()
+        if version != self.version:
+            self.version = version
+            with self._moment():
+                self._read(changes)
+        return changes
+
+    def _read(self, changes: Changes) -> None:
+        rows, self.rev = self.store.trials_changed(self.rev)
+        for r in rows:
+            lt = self.live.get(r.id)
+            ended = r.state not in (TrialState.QUEUED, TrialState.RUNNING)
+            if lt is None:
+                self.live[r.id] = live_trial(r, self.info, self.store.steps_with_time(r.id))
+            else:
+                restarted = r.state == TrialState.RUNNING and lt.state != TrialState.RUNNING
+                update(lt, r, self.store.steps_with_time(r.id) if ended else [] if restarted else None)
+                if restarted:
+                    lt.log.clear()
+            changes.trials.append(r.id)
+        new_steps, self.rows["steps"] = self.store.rows_after("steps", self.rows["steps"])
+        for tid, key, step, value, t in new_steps:
+            lt = self.live.get(tid)
+            if lt is not None and lt.state == TrialState.RUNNING:
+                lt.steps.append((key, step, value, t or 0.0))
+                if key != "data_wait":
+                    lt.epoch = max(lt.epoch, step)
+                changes.epochs.add(tid)
+        new_logs, self.rows["logs"] = self.store.rows_after("logs", self.rows["logs"])
+        for tid, _t, line in new_logs:
+            lt = self.live.get(tid)
+            if lt is not None and lt.state == TrialState.RUNNING:
+                lt.log.append(line)
+                changes.logs.append((tid, line))
+        changes.telemetry, self.rows["telemetry"] = self.store.rows_after("telemetry", self.rows["telemetry"])
+        verdicts = self.store.verdicts()
+        keys = [_key(v) for v in verdicts]
+        if keys != self._verdicts:
+            self._verdicts = keys
+            changes.verdicts = verdicts
+
+    @contextmanager
+    def _moment(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the same committed state of the file."""
+        db = self.store.db
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
+
+
+def _key(v: Verdict) -> tuple[Any, ...]:
+    return (v.kind, v.subject, v.started, v.ended, v.evidence)

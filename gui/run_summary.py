@@ -4,29 +4,43 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gridwatch.results.summary import summarize
+from gridwatch.results.summary import RunTally, summarize
 from gridwatch.run.devices import Slot
 from gridwatch.run.live import LiveTrial
-from gridwatch.run.progress import format_seconds
+from gridwatch.run.progress import Progress, format_seconds
 from gridwatch.run.session import RunSession
 from gridwatch.telemetry.starvation import Verdict
 
 
 def status_text(live: Mapping[str, LiveTrial], session: RunSession | None) -> str:
+    """The status-bar line from every trial (O(trials): for a finished run; a live window uses `status_of`)."""
     if not live:
         return "no run"
-    wall = None
+    p = session.progress() if session is not None else None
+    s = summarize(live.values(), [], 0, p.elapsed_s if p is not None else None)
+    return _line(s.total, s.ended, s.failed, s.serial_s if s.timed else None, s.wall_s, p,
+                 session is not None and session.status is None)
+
+
+def status_of(tally: RunTally, p: Progress | None, live_run: bool, wall_s: float | None) -> str:
+    """The status-bar line from running counts (O(1)); `p`, the session's last progress, for the ETA."""
+    if not tally.total:
+        return "no run"
+    wall = wall_s if wall_s is not None else tally.wall()
+    return _line(tally.total, tally.ended, tally.failed, tally.serial_s if tally.timed_count else None, wall, p,
+                 live_run)
+
+
+def _line(total: int, ended: int, failed: int, serial_s: float | None, wall_s: float, p: Progress | None,
+          live_run: bool) -> str:
     extra = ""
-    if session is not None:
-        p = session.progress()
-        wall = p.elapsed_s
+    if p is not None:
         extra = f" · running {sum(p.running.values())}"
-        if session.status is None:
+        if live_run:
             extra += f" · ETA {format_seconds(p.eta_s)}" + (" · paused" if p.paused else "")
-    s = summarize(live.values(), [], 0, wall)
-    text = f"{s.ended}/{s.total} done" + (f", {s.failed} failed" if s.failed else "") + extra
-    if s.timed and s.wall_s > 0:
-        text += f" · speedup {s.speedup:.2f}x"
+    text = f"{ended}/{total} done" + (f", {failed} failed" if failed else "") + extra
+    if serial_s is not None and wall_s > 0:
+        text += f" · speedup {serial_s / wall_s:.2f}x"
     return text
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
 
 from gridwatch.gui.monitor import PALETTE
 from gridwatch.run.live import LiveTrial
+
+LOG_FRAME_MS = 100  # a chatty trial's lines reach the log view at most this often
 
 
 class TrialDetail(QWidget):
@@ -34,9 +36,15 @@ class TrialDetail(QWidget):
         layout.addWidget(split, 1)
         self.trial_id: str | None = None
         self.trials_folder: Path | None = None  # the run's trials/ folder: each trial's files are in trials/<id>
+        self._lines: list[str] = []  # output of the shown trial not yet on screen
+        self._frame = QTimer(self)
+        self._frame.setSingleShot(True)
+        self._frame.setInterval(LOG_FRAME_MS)
+        self._frame.timeout.connect(self._flush_log)
 
     def show_trial(self, lt: LiveTrial | None) -> None:
         self.trial_id = lt.trial.id if lt else None
+        self._lines.clear()
         if lt is None:
             return
         reason = f" — {lt.reason}" if lt.reason else ""
@@ -57,5 +65,13 @@ class TrialDetail(QWidget):
         self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
 
     def append_log(self, trial_id: str, line: str) -> None:
+        """A line of the shown trial's output: on screen at the next frame, with the lines beside it."""
         if trial_id == self.trial_id:
-            self.log.appendPlainText(line)
+            self._lines.append(line)
+            if not self._frame.isActive():
+                self._frame.start()
+
+    def _flush_log(self) -> None:
+        if self._lines:
+            self.log.appendPlainText("\n".join(self._lines))
+            self._lines.clear()

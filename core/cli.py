@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="one trial's output (its whole log from its trial folder)")
     logs.add_argument("db", help="results file (*.gridwatch.db)")
     logs.add_argument("trial", help="trial id (or the start of one), as `gridwatch report` lists them")
+    exp = sub.add_parser("export", help="a results file's leaderboard or trials as CSV, each model's best config "
+                         "as TOML for a grid file")
+    exp.add_argument("db", help="results file (*.gridwatch.db)")
+    exp.add_argument("--leaderboard", metavar="FILE", help="one row per config, best first, as CSV ('-': stdout)")
+    exp.add_argument("--trials", metavar="FILE", help="one row per trial as CSV ('-': stdout)")
+    exp.add_argument("--best", metavar="FILE", help="each model's best config as [[model]] TOML ('-': stdout)")
+    desk = sub.add_parser("install-desktop", help="add the window to the desktop's app menu (entry and icon)")
+    desk.add_argument("--uninstall", action="store_true", help="remove what install-desktop wrote")
     return p
 
 
@@ -89,10 +97,19 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_runs()
         if args.command == "logs":
             return cmd_logs(args)
+        if args.command == "export":
+            from gridwatch.results.export import export_files
+
+            export_files(args.db, args.leaderboard, args.trials, args.best)
+            return EXIT_OK
         if args.command == "doctor":
             from gridwatch.doctor import run_doctor  # its checks are needed only here
 
             return run_doctor(args.quick, args.gpus, args.json)
+        if args.command == "install-desktop":
+            from gridwatch.desktop import run_install_desktop
+
+            return run_install_desktop(args.uninstall)
     except (SpecError, PlanError, DeviceError, StoreError) as exc:
         print(f"gridwatch: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -299,9 +316,11 @@ def cmd_runs() -> int:
     if not listed:
         print(f"no runs yet in {folder}")
         return EXIT_OK
-    rows = [[r.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-", r.state,
+    rows = [[r.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-",
+             format_seconds(r.duration) if r.duration is not None else "-",
+             r.state + (f" (pid {r.holder})" if r.holder else ""),
              f"{r.done}/{r.total}" if r.total >= 0 else "-", r.best or "-", r.path.name] for r in listed]
-    print(table(["name", "started", "state", "done", "best", "file"], rows))
+    print(table(["name", "started", "duration", "state", "done", "best", "file"], rows))
     print(f"({len(listed)} in {folder})")
     unreadable = [r for r in listed if r.state == runs.UNREADABLE]
     for r in unreadable:  # listed with the others, and said once more where errors go

@@ -2,6 +2,9 @@
 
 The TOML text is the truth: form edits rewrite it, text edits refill the form. The message under both is
 exactly what `gridwatch run` would print, and `spec` is None until the grid is valid.
+
+A past run's grid is shown read-only (`show_run_grid`) under a banner that offers to run it again or resume
+it; `edit_mode` brings back what was being edited before.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -32,10 +36,37 @@ from gridwatch.grid.checks import gpus_value
 from gridwatch.grid.gridfile import dumps
 from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
 from gridwatch.gui.model_form import ModelForm, ValueError_
+from gridwatch.results.store import SUFFIX
+
+
+class RunBanner(QFrame):
+    """Says whose grid is shown, read-only, and what can be done with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet("RunBanner { background: #fff8e1; }")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.run_again, self.resume = QPushButton("Run again"), QPushButton("Resume")
+        self.edit = QPushButton("Edit grid")
+        self.run_again.setToolTip("A new run of this grid, in a new results file")
+        self.resume.setToolTip("Run this run's unfinished trials, in the same results file")
+        self.edit.setToolTip("Back to the grid being edited before")
+        buttons = QHBoxLayout()
+        for b in (self.run_again, self.resume, self.edit):
+            buttons.addWidget(b)
+        buttons.addStretch()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.label)
+        layout.addLayout(buttons)
 
 
 class GridEditor(QWidget):
     validity_changed = Signal(object)  # GridSpec or None
+    run_again_requested = Signal(object)  # GridSpec: the shown run's grid, to run anew
+    resume_requested = Signal(str)  # the shown run's results file, to finish its unfinished trials
+    read_only_changed = Signal(bool)  # True: a run's grid is shown; False: back to editing
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,7 +82,16 @@ class GridEditor(QWidget):
         self.tabs.addTab(self.text, "TOML")
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.read_only = False
+        self.run_path: Path | None = None  # the results file whose grid is shown (read-only mode)
+        self._editable: tuple[str, Path] | None = None  # text and path being edited before, to come back to
+        self.banner = RunBanner()
+        self.banner.hide()
+        self.banner.run_again.clicked.connect(self._on_run_again)
+        self.banner.resume.clicked.connect(self._on_resume)
+        self.banner.edit.clicked.connect(self.edit_mode)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.status)
         self._filling = False
@@ -80,6 +120,7 @@ class GridEditor(QWidget):
         self.model_pick = QComboBox()
         self.model_pick.activated.connect(self._show_model)
         add, remove = QPushButton("Add model"), QPushButton("Remove model")
+        self.run_box, self.dev_box, self.add_button, self.remove_button = run_box, dev_box, add, remove
         add.clicked.connect(self._add_model)
         remove.clicked.connect(self._remove_model)
         pick = QHBoxLayout()
@@ -108,6 +149,9 @@ class GridEditor(QWidget):
     def load_file(self, path: str | Path) -> None:
         p = Path(path).resolve()
         text = p.read_text(encoding="utf-8")  # OSError is the caller's to show
+        if self.read_only:  # a grid opened over a run's: edit that one, not what was edited before
+            self._editable = None
+            self._set_read_only(False)
         self.path = p
         self.set_text(text)
 
@@ -120,6 +164,56 @@ class GridEditor(QWidget):
         self.path = p
         self._validate(self.text.toPlainText())
         return p
+
+    # -- a past run's grid, read-only ------------------------------------------------------------------
+
+    def show_run_grid(self, text: str, path: str | Path | None, grid_path: str | Path | None = None,
+                      can_resume: bool = True) -> None:
+        """Show the grid a run ran (`text`, as its results file `path` keeps it), read-only. `grid_path`: the
+        grid file it was started from, against which relative trainables resolve (default: beside `path`).
+        What was being edited comes back with edit_mode()."""
+        if not self.read_only:
+            self._editable = (self.text.toPlainText(), self.path)
+        self.run_path = Path(path) if path else None
+        if grid_path:
+            self.path = Path(grid_path).resolve()
+        elif self.run_path is not None:
+            self.path = self.run_path.with_suffix(".toml").resolve()
+        name = self.run_path.name.removesuffix(SUFFIX) if self.run_path else "a past run"
+        self.banner.label.setText(f"grid of run {name} (read-only)")
+        self.banner.resume.setEnabled(self.run_path is not None and can_resume)
+        was = self.read_only
+        self._set_read_only(True)
+        self.text.setPlainText(text)  # -> _on_text_edited: form and validation
+        if not was:
+            self.read_only_changed.emit(True)
+
+    def edit_mode(self) -> None:
+        """Back to the editable grid, as it was before a run's grid was shown."""
+        if not self.read_only:
+            return
+        text, path = self._editable or ("", self.path)
+        self._editable, self.run_path = None, None
+        self._set_read_only(False)
+        self.path = path
+        self.text.setPlainText(text)
+        self.read_only_changed.emit(False)
+
+    def _set_read_only(self, read_only: bool) -> None:
+        self.read_only = read_only
+        self.banner.setVisible(read_only)
+        self.text.setReadOnly(read_only)
+        for w in (self.run_box, self.dev_box, self.add_button, self.remove_button):
+            w.setEnabled(not read_only)
+        self.model_form.set_read_only(read_only)  # the model picker stays: every model can be looked at
+
+    def _on_run_again(self) -> None:
+        if self.read_only and self.spec is not None:
+            self.run_again_requested.emit(self.spec)
+
+    def _on_resume(self) -> None:
+        if self.read_only and self.run_path is not None:
+            self.resume_requested.emit(str(self.run_path))
 
     # -- keeping form and text in step -------------------------------------------------------------------
 
@@ -239,12 +333,14 @@ class GridEditor(QWidget):
         self.spec, self.message = spec, f"{n} trials ({configs} configs × {spec.folds} folds)"
         self.status.setStyleSheet("color: palette(text);")
         self.status.setText(self.message)
+        self.banner.run_again.setEnabled(True)
         self.validity_changed.emit(spec)
 
     def _show_error(self, message: str) -> None:
         self.spec, self.message = None, message
         self.status.setStyleSheet("color: #c0392b; font-weight: bold;")
         self.status.setText(message)
+        self.banner.run_again.setEnabled(False)
         self.validity_changed.emit(None)
 
 

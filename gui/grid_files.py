@@ -1,4 +1,5 @@
-"""Open and save grid files from the window, with a dialog for anything that goes wrong."""
+"""Open and save grid files from the window, and show a past run's grid, with a dialog for anything that goes
+wrong."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from gridwatch.gui.grid_editor import GridEditor
 from gridwatch.resources import FOLDER as RESOURCES
+from gridwatch.results.store import ResultStore, StoreError
 
 FILTER = "Grid (*.toml)"
 
@@ -21,8 +23,19 @@ def open_grid(parent: QWidget, editor: GridEditor) -> None:
             QMessageBox.critical(parent, "Cannot open grid", f"{path}: {getattr(exc, 'strerror', None) or exc}")
 
 
+def show_run_grid(parent: QWidget, editor: GridEditor, store: ResultStore, can_resume: bool = True) -> bool:
+    """The grid an opened run ran, read-only in the editor; False (and a dialog) if the file holds none."""
+    try:
+        text, info = store.grid_text(), store.run_info()
+    except StoreError as exc:
+        QMessageBox.warning(parent, "Cannot show this run's grid", str(exc))
+        return False
+    editor.show_run_grid(text, store.path, info["grid_path"], can_resume)
+    return True
+
+
 def save_grid(parent: QWidget, editor: GridEditor) -> None:
-    if RESOURCES in editor.path.parents:  # the packaged demo grid: save a copy of your own
+    if RESOURCES in editor.path.parents or editor.read_only:  # the demo grid, a run's grid: save a copy
         save_grid_as(parent, editor)
         return
     try:
@@ -41,3 +54,6 @@ def save_grid_as(parent: QWidget, editor: GridEditor) -> None:
             editor.save_file(path)
         except OSError as exc:
             QMessageBox.critical(parent, "Cannot save grid", f"{path}: {exc.strerror}")
+            return
+        if editor.read_only:  # a run's grid saved as a file of one's own: edit that file now
+            editor.load_file(path)

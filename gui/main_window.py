@@ -17,35 +17,43 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
+    QStyle,
     QWidget,
 )
 
 from gridwatch.grid import trials
 from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
+from gridwatch.gui.about import show_about
 from gridwatch.gui.diagnosis_view import DiagnosisView
+from gridwatch.gui.export import add_export_menu
 from gridwatch.gui.grid_editor import GridEditor
-from gridwatch.gui.grid_files import open_grid, save_grid, save_grid_as
+from gridwatch.gui.grid_files import open_grid, save_grid, save_grid_as, show_run_grid
 from gridwatch.gui.monitor import MonitorView
 from gridwatch.gui.results_view import LeaderboardView
-from gridwatch.gui.run_summary import gpu_spans, status_text
+from gridwatch.gui.run_summary import gpu_spans, status_of
+from gridwatch.gui.runs_panel import RunsPanel
 from gridwatch.gui.timeline import TimelineView
 from gridwatch.gui.timing_view import TimingView
 from gridwatch.gui.trials_panel import TrialsPanel
 from gridwatch.gui.window_layout import restore_layout, save_layout
 from gridwatch.results import runs
-from gridwatch.results.replay import live_from_store
+from gridwatch.results.follow import Follower, is_live
 from gridwatch.results.store import ResultStore, StoreError, run_folder
-from gridwatch.results.summary import summarize
 from gridwatch.run.devices import DeviceError, Machine
 from gridwatch.run.headless import MAX_TRIALS, PlanError, SnapshotBridge, plan_grid
 from gridwatch.run.live import LiveTrial
+from gridwatch.run.progress import Progress
 from gridwatch.run.session import RunSession
 from gridwatch.telemetry.sampler import GpuReader, TelemetrySampler
 from gridwatch.telemetry.starvation import Verdict
 
 CONFIRM_TRIALS = 10_000  # bigger grids ask first; MAX_TRIALS (gridwatch.run.headless) and up are refused
 PREVIEW_LIMIT = 20_000  # trials listed before a run; bigger grids are only counted
+SLOW_TICK_S = 1.0  # the session's progress (ETA) and waiting reasons are read this often
+BOARD_S = 1.0  # the leaderboard and timing table are re-ranked at most this often during a run
+FOLLOW_MS = 1000  # a run another process writes is read this often (it writes about once a second)
 
 
 class MainWindow(QMainWindow):
@@ -63,6 +71,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("gridwatch")
         self.resize(1600, 980)
         self._build(machine)
+        self.export_menu = add_export_menu(self)
         self.bridge = SnapshotBridge()
         self.bridge.snapshot.connect(self.monitor.on_snapshot)
         self.sampler = TelemetrySampler(self.bridge.snapshot.emit, 0.25, gpu)
@@ -71,6 +80,10 @@ class MainWindow(QMainWindow):
         self.ticker = QTimer(self)
         self.ticker.timeout.connect(self._tick)
         self.ticker.start(500)
+        self.follower: Follower | None = None  # a run another process is writing, followed from its file
+        self.follow_timer = QTimer(self)
+        self.follow_timer.setInterval(FOLLOW_MS)
+        self.follow_timer.timeout.connect(self._follow)
         self._update_actions()
         restore_layout(self, settings_file)
 
@@ -88,7 +101,13 @@ class MainWindow(QMainWindow):
         self.board = LeaderboardView()
         self.diagnosis = DiagnosisView()
         self.timing = TimingView()
+        self.runs_panel = RunsPanel(self.runs_dir)
+        self.runs_panel.open_requested.connect(self.open_results)
+        self.editor.resume_requested.connect(lambda _path: self.resume_opened())
+        self.editor.run_again_requested.connect(self._run_again)
         grid_dock = self._dock("Grid", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tabifyDockWidget(grid_dock, self._dock("Runs", self.runs_panel, Qt.DockWidgetArea.LeftDockWidgetArea))
+        grid_dock.raise_()
         monitor = self._dock("Monitor", self.monitor, Qt.DockWidgetArea.RightDockWidgetArea)
         timeline = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
         board = self._dock("Results", self.board, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -112,29 +131,58 @@ class MainWindow(QMainWindow):
         return dock
 
     def _actions(self) -> None:
+        """The toolbar and the menus share one set of actions; each tooltip names its shortcut. Menus added
+        later go before Help: `menuBar().insertMenu(window.help_menu.menuAction(), menu)`."""
         tb = self.addToolBar("Run")
         tb.setObjectName("toolbar_run")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.file_menu = self.menuBar().addMenu("&File")
+        self.run_menu = self.menuBar().addMenu("&Run")
+        self.help_menu = self.menuBar().addMenu("&Help")
+        sp = QStyle.StandardPixmap
 
-        def act(text: str, slot: object, shortcut: str | None = None) -> QAction:
-            a = QAction(text, self)
+        def act(text: str, slot: object, icon: QStyle.StandardPixmap, keys: str, tip: str, menu: QMenu,
+                toolbar: bool = True) -> QAction:
+            a = QAction(self.style().standardIcon(icon), text, self)
             a.triggered.connect(slot)
-            if shortcut:
-                a.setShortcut(QKeySequence(shortcut))
-            tb.addAction(a)
+            a.setShortcut(QKeySequence(keys))
+            shown = a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            a.setToolTip(f"{tip} ({shown})" if shown else tip)
+            menu.addAction(a)
+            if toolbar:
+                tb.addAction(a)
             return a
 
-        self.open_grid = act("Open grid…", lambda: open_grid(self, self.editor), "Ctrl+O")
-        self.save_grid = act("Save grid", lambda: save_grid(self, self.editor), "Ctrl+S")
-        self.save_as = act("Save as…", lambda: save_grid_as(self, self.editor))
+        f, r = self.file_menu, self.run_menu
+        self.open_grid = act("Open grid…", lambda: open_grid(self, self.editor), sp.SP_DialogOpenButton, "Ctrl+O",
+                             "Open a grid file (TOML)", f)
+        self.save_grid = act("Save grid", lambda: save_grid(self, self.editor), sp.SP_DialogSaveButton, "Ctrl+S",
+                             "Save the grid", f)
+        self.save_as = act("Save as…", lambda: save_grid_as(self, self.editor), sp.SP_DriveFDIcon, "Ctrl+Shift+S",
+                           "Save the grid to a new file", f)
         tb.addSeparator()
-        self.run_act = act("Run", self.start_run, "Ctrl+R")
-        self.pause_act = act("Pause", self.pause_run)
-        self.resume_act = act("Resume", self.resume_run)
-        self.stop_act = act("Stop", self.stop_run)
+        self.run_act = act("Run", self.start_run, sp.SP_MediaPlay, "Ctrl+R", "Run every trial of the grid", r)
+        self.pause_act = act("Pause", self.pause_run, sp.SP_MediaPause, "Ctrl+P",
+                             "Let running trials finish and start no new ones", r)
+        self.resume_act = act("Resume", self.resume_run, sp.SP_MediaSeekForward, "Ctrl+Shift+P",
+                              "Start queued trials again after Pause", r)
+        self.stop_act = act("Stop", self.stop_run, sp.SP_MediaStop, "Ctrl+.",
+                            "Stop every worker now; finished trials are kept", r)
         tb.addSeparator()
-        self.open_run = act("Open run…", self._open_run_dialog)
-        self.resume_run_act = act("Resume run", self.resume_opened)
-        self.resume_run_act.setToolTip("Run the opened run's unfinished trials, in the same results file")
+        f.addSeparator()
+        r.addSeparator()
+        self.open_run = act("Open run…", self._open_run_dialog, sp.SP_DirOpenIcon, "Ctrl+Shift+O",
+                            "Show a past run's results file, read-only", f)
+        self.resume_run_act = act("Resume run", self.resume_opened, sp.SP_BrowserReload, "",
+                                  "Run the opened run's unfinished trials, in the same results file", r)
+        f.addSeparator()
+        self.quit_act = act("Quit", self.close, sp.SP_DialogCloseButton, "Ctrl+Q", "Quit gridwatch", f, False)
+
+        def about() -> None:  # torch and CUDA as this window's run's workers reported them
+            show_about(self, self.session.worker_info() if self.session is not None else {})
+
+        self.about_act = act("About gridwatch", about, sp.SP_MessageBoxInformation, "",
+                             "Versions of gridwatch, Qt, torch and CUDA", self.help_menu, False)
 
     # -- run control ------------------------------------------------------------------------------------
 
@@ -148,10 +196,16 @@ class MainWindow(QMainWindow):
             return
         self._launch(spec, runs.new_db_path(spec.name, self.runs_dir), resume=False)
 
+    def _run_again(self, spec: GridSpec) -> None:
+        """An opened run's grid, run anew into a new results file."""
+        if not self.running and self._confirm_size(spec):
+            self._launch(spec, runs.new_db_path(spec.name, self.runs_dir), resume=False)
+
     def resume_opened(self) -> None:
-        """Open run… then Resume: run the opened file's grid again, skipping every finished trial."""
-        if self.store is None or self.session is not None or self.running:
-            return
+        """Resume an opened run, or the one that just stopped here: run its grid again in the same results file,
+        skipping every finished trial."""
+        if self.store is None or self.running:
+            return  # a run another process holds is refused by its lock, in a dialog naming that process
         path = self.store.path
         try:
             info = self.store.run_info()
@@ -159,8 +213,7 @@ class MainWindow(QMainWindow):
         except (StoreError, SpecError) as exc:
             QMessageBox.critical(self, "Cannot resume this run", str(exc))
             return
-        self._close_store()
-        self._launch(spec, path, resume=True)
+        self._launch(spec, path, resume=True)  # the opened file stays shown if the run cannot start
 
     def _confirm_size(self, spec: GridSpec) -> bool:
         n = trials.count(spec)
@@ -220,7 +273,9 @@ class MainWindow(QMainWindow):
             self.session.stop()
 
     def open_results(self, path: str | Path) -> None:
-        """Show a past run read-only: table, timeline, curves, logs and leaderboard."""
+        """Show a run from its results file, read-only: table, timeline, curves, logs, telemetry, verdicts and
+        leaderboard. A run another process is writing now (`gridwatch run` in a terminal) is followed live
+        until it ends; closing the window leaves it alone."""
         if self.running:
             QMessageBox.information(self, "Run in progress", "Stop the current run before opening another.")
             return
@@ -229,9 +284,11 @@ class MainWindow(QMainWindow):
         except StoreError as exc:
             QMessageBox.critical(self, "Cannot open run", str(exc))
             return
+        follower = Follower(store)
         try:  # damage the check on opening could not see shows up here, as the same one line
-            live, info = live_from_store(store)
-            verdicts, telemetry = store.verdicts(), store.telemetry()
+            following = is_live(store)
+            live, info, telemetry = follower.load()
+            verdicts, slots = store.verdicts(), store.slots()
         except StoreError as exc:
             store.close()
             QMessageBox.critical(self, "Cannot open run", str(exc))
@@ -239,18 +296,63 @@ class MainWindow(QMainWindow):
         self.detail.trials_folder = run_folder(store.path) / "trials"
         self._close_store()
         self.store, self.session = store, None
+        self.follower = follower if following else None
         self.trials.set_waiting({})
-        slots = sorted({lt.slot for lt in live.values() if lt.slot})
+        slots += sorted({lt.slot for lt in live.values() if lt.slot and lt.slot not in slots})
         origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
         self.models_meta, self.folds = info["models"], info["folds"]
         self._show_live(live, slots, origin)
         for lt in live.values():
             self.timeline.update_trial(lt)
-        self.trials.set_badges({})
-        self.diagnosis.show_verdicts(verdicts)
+        self._show_verdicts(verdicts)
         self.monitor.replay(telemetry, slots)
-        self.setWindowTitle(f"gridwatch — {Path(path).name} (read-only)")
+        show_run_grid(self, self.editor, store, can_resume=not following)
+        self.setWindowTitle(f"gridwatch — {Path(path).name} (" + ("following a live run, " if following else "")
+                            + "read-only)")
+        if following:
+            self.statusBar().showMessage(f"Following {store.path}: another process is running it", 15000)
+            self.follow_timer.start()
         self._update_actions()
+
+    def _follow(self) -> None:
+        """What the run another process is writing did since the last look."""
+        if self.follower is None:
+            self.follow_timer.stop()
+            return
+        try:
+            changes = self.follower.poll()
+        except StoreError as exc:
+            self._stop_following(f"Stopped following: {exc}")
+            return
+        for tid in changes.trials:
+            self._on_trial_ended(tid)
+        for tid in changes.epochs - set(changes.trials):
+            self._on_epoch(tid)
+        for tid, line in changes.logs:
+            self.detail.append_log(tid, line)
+        if changes.telemetry:
+            self.monitor.replay_more(changes.telemetry)
+        if changes.verdicts is not None:
+            self._show_verdicts(changes.verdicts)
+        if changes.ended:
+            status = self.store.last_status() if self.store is not None else ""
+            self._stop_following(f"The run ended ({status}).")
+
+    def _stop_following(self, message: str) -> None:
+        self.follow_timer.stop()
+        self.follower = None
+        if self.store is not None:
+            self.setWindowTitle(f"gridwatch — {self.store.path.name} (read-only)")
+            if self.editor.read_only:
+                show_run_grid(self, self.editor, self.store)  # now it can be resumed
+        self._board_dirty = True
+        self.statusBar().showMessage(message, 30000)
+        self._update_actions()
+
+    def _show_verdicts(self, verdicts: list[Verdict]) -> None:
+        """A stored run's verdicts: badges on the rows of those still open, the Diagnosis list, shaded spans."""
+        self.trials.set_badges({v.subject: v for v in verdicts if v.ended is None and v.subject in self.live})
+        self.diagnosis.show_verdicts(verdicts)
 
     def _show_run(self, live: Mapping[str, LiveTrial], spec: GridSpec, slots: list[str], origin: float) -> None:
         self.models_meta = [{"name": m.name, "metric": m.metric, "goal": m.goal} for m in spec.models]
@@ -260,12 +362,21 @@ class MainWindow(QMainWindow):
 
     def _show_live(self, live: Mapping[str, LiveTrial], slots: list[str], origin: float) -> None:
         self.live = live
-        self.panel.show_trials(live, self.models_meta)
+        self.panel.show_trials(live, self.models_meta, self.folds)
         self.timeline.reset(slots, origin)
+        self._progress, self._slow_at, self._verdict, self._ended_read = None, 0.0, None, None
         self._board_dirty = True
         self._refresh_board()
 
     # -- session events ---------------------------------------------------------------------------------
+    # Each event only marks what it changed (O(1)); the table and the timeline apply the marks at the
+    # display's pace, and the tick does the rest, so the session's dispatch never waits on a redraw.
+
+    _progress: Progress | None = None  # the session's progress, read at most once a second (it walks every trial)
+    _slow_at = 0.0  # when the tick last did its once-a-second work
+    _board_at = 0.0  # when the leaderboard was last re-ranked
+    _verdict: Verdict | None = None  # the newest verdict not yet shown
+    _ended_read: RunSession | None = None  # the ended session whose final progress has been read
 
     def _on_trial_changed(self, trial_id: str) -> None:
         self.panel.trial_changed(self.live[trial_id])
@@ -279,11 +390,14 @@ class MainWindow(QMainWindow):
         self.panel.trial_changed(self.live[trial_id])
 
     def _on_verdict(self, v: Verdict) -> None:
-        """A badge on the trial's row, a line in the Diagnosis panel, a shaded span on its GPU's plot."""
+        """Shown at the tick's pace: a badge on the trial's row, a line in the Diagnosis panel, a shaded span
+        on its GPU's plot."""
+        self._verdict = v
+
+    def _show_verdict(self, v: Verdict) -> None:
+        self._verdict = None
         verdicts = self.session.verdicts() if self.session is not None else [v]
-        if v.subject in self.live:
-            self.trials.set_badges({x.subject: x for x in verdicts if x.active and x.subject in self.live})
-            self.trials.refresh(v.subject)
+        self.trials.set_badges({x.subject: x for x in verdicts if x.active and x.subject in self.live})
         self.diagnosis.show_verdicts(verdicts)
         slots = self.session.slots() if self.session is not None else []
         self.monitor.set_starved(gpu_spans(verdicts, self.live, slots))
@@ -300,21 +414,41 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _tick(self) -> None:
-        self.trials.refresh_running()
-        if self.session is not None and self.session.status is None:
-            self.trials.set_waiting(self.session.waiting())
-        self.timeline.tick(self.live)
-        if self._board_dirty:
+        """Twice a second; nothing here walks every trial more than once a second."""
+        self.panel.tick()
+        self.panel.flush()
+        self.timeline.tick(self.live[tid] for tid in self.trials.running)
+        if self._verdict is not None:
+            self._show_verdict(self._verdict)
+        now = time.monotonic()
+        live_run = self.session is not None and self.session.status is None
+        if self.session is not None and ((live_run and now - self._slow_at >= SLOW_TICK_S)
+                                         or (not live_run and self._ended_read is not self.session)):
+            self._slow_at = now
+            self._progress = self.session.progress()
+            self._ended_read = None if live_run else self.session  # an ended run's progress is read once
+            if live_run:
+                self.trials.set_waiting(self.session.waiting())
+        if self._board_dirty and (now - self._board_at >= BOARD_S or not live_run):
             self._refresh_board()
-        self.progress_label.setText(status_text(self.live, self.session))
+        self.progress_label.setText(status_of(self.trials.tally, self._progress, live_run, self._wall()))
+
+    def _wall(self) -> float | None:
+        """The run's wall time so far (None for a run read back: its first start to last end)."""
+        if self.session is None:
+            return None
+        if self.session.status is None:
+            return time.time() - self.session.started_at
+        return self._progress.elapsed_s if self._progress is not None else None
 
     def _refresh_board(self) -> None:
         self._board_dirty = False
+        self._board_at = time.monotonic()
         if self.store is None:
             self.board.show_board([])
             return
-        wall = self.session.progress().elapsed_s if self.session is not None else None
-        summary = summarize(self.live.values(), self.models_meta, self.folds, wall)  # no re-read of the file
+        self.panel.flush()
+        summary = self.trials.tally.summary(self._wall())  # kept up to date trial by trial: no walk, no re-read
         self.board.show_board(summary.board)
         self.timing.show_summary(summary)
 
@@ -336,7 +470,7 @@ class MainWindow(QMainWindow):
         self.resume_act.setEnabled(bool(paused))
         self.stop_act.setEnabled(running)
         self.open_run.setEnabled(not running)
-        self.resume_run_act.setEnabled(self.session is None and self.store is not None and not running)
+        self.resume_run_act.setEnabled(self.store is not None and not running)
         self.open_grid.setEnabled(not running)
 
     def _open_run_dialog(self) -> None:
@@ -346,6 +480,8 @@ class MainWindow(QMainWindow):
             self.open_results(path)
 
     def _close_store(self) -> None:
+        self.follow_timer.stop()
+        self.follower = None
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -7,6 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -74,6 +75,9 @@ class ModelForm(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.params, 1)
         layout.addLayout(buttons)
+        self.add_param, self.remove_param = add, remove
+        self.read_only = False
+        self._edit_triggers = self.params.editTriggers()
         self.extra: dict[str, Any] = {}  # keys the form does not show (cwd, metrics_regex) survive edits
         for w in (self.name, self.target, self.metric_edit):
             w.textEdited.connect(self.changed)
@@ -102,6 +106,19 @@ class ModelForm(QWidget):
         self.extra = {k: v for k, v in m.items() if k not in shown}
         self.params.blockSignals(False)
         self.blockSignals(False)
+
+    def set_read_only(self, read_only: bool) -> None:
+        """Shown, not edited (a past run's grid): every field disabled, the parameters still scroll."""
+        self.read_only = read_only
+        for w in (self.name, self.kind, self.target, self.device, self.metric_edit, self.goal, self.add_param,
+                  self.remove_param):
+            w.setEnabled(not read_only)
+        self.params.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers if read_only
+                                    else self._edit_triggers)
+        for row in range(self.params.rowCount()):
+            combo = self.params.cellWidget(row, 1)
+            if combo is not None:
+                combo.setEnabled(not read_only)
 
     def dump(self, where: str) -> dict[str, Any]:
         """The model as grid data; raises ValueError_ naming the key of a cell that does not parse."""
@@ -137,6 +154,7 @@ class ModelForm(QWidget):
         combo.addItems(PARAM_KINDS)
         combo.setCurrentText(kind)
         combo.activated.connect(self.changed)
+        combo.setEnabled(not self.read_only)
         self.params.setCellWidget(row, 1, combo)
         self.params.setItem(row, 2, QTableWidgetItem(text))
 

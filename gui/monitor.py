@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
+from gridwatch.gui import theme
 from gridwatch.gui.ring import RingSeries
 from gridwatch.telemetry import records
 from gridwatch.telemetry.sampler import Snapshot
@@ -21,7 +22,26 @@ from gridwatch.telemetry.sampler import Snapshot
 GIB = 1024**3
 HOUR_AT_MAX_RATE = 3600 * 20  # ring capacity: at least 1 h at the fastest sampling rate
 WINDOWS = [("1 min", 60.0), ("5 min", 300.0), ("15 min", 900.0), ("1 h", 3600.0), ("whole run", None)]
-PALETTE = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00acc1", "#6d4c41", "#c0ca33"]
+# Mid-tones: each has a contrast of 3:1 or more on both the light and the dark plot background.
+PALETTE = ["#1e88e5", "#e53935", "#43a047", "#ef6c00", "#ab47bc", "#0097a7", "#8d6e63", "#827717"]
+BLUE, RED, GREEN, ORANGE, PURPLE, TEAL, BROWN, OLIVE = PALETTE
+
+CPU_TIP = ("CPU, all cores: the busy share of every logical core since the last sample, averaged over all {n} "
+           "cores. 100 % means every core was busy; one fully busy core alone shows {one:.0f} %.")
+CORES_TIP = ("CPU per core: one row per logical core, the share of that core's time spent busy since the last "
+             "sample (0–100 %). Dark = idle, bright = busy.")
+RAM_TIP = ("RAM of the whole machine, every process included.\n"
+           "used: total − available.\n"
+           "available: what new allocations can get without swapping (free memory plus cache the kernel can "
+           "drop).")
+SLOT_TIP = ("{slots}: resident memory (RSS) of that slot's worker and every process it started, summed; pages "
+            "shared between those processes count once per process.")
+UTIL_TIP = ("utilisation: NVML utilisation: share of the last sample period during which a kernel ran on the "
+            "GPU — not how much of the GPU it used (one small kernel at a time can read 100 %).\n"
+            "memory used: VRAM in use on this GPU by every process, as a share of its total.\n"
+            "Red shading: spans when this GPU was judged starved (see the Diagnosis panel).")
+POWER_TIP = ("power: the board's power draw in watts, as NVML reports it (left axis).\n"
+             "temperature: the GPU's core temperature in °C (right axis).")
 
 
 class AgoAxis(pg.AxisItem):
@@ -35,14 +55,15 @@ class AgoAxis(pg.AxisItem):
         return out
 
 
-def _plot(title: str, unit: str, y_max: float | None = None) -> pg.PlotWidget:
+def _plot(unit: str, y_max: float | None = None) -> pg.PlotWidget:
     w = pg.PlotWidget(axisItems={"bottom": AgoAxis("bottom")})
-    w.setToolTip(title)
     w.setLabel("left", unit)
     # No axis grid: its alpha-blended lines cost more than all the curves together (~20 ms a frame).
     if y_max is not None:
         for y in (y_max * 0.25, y_max * 0.5, y_max * 0.75):
-            w.addItem(pg.InfiniteLine(pos=y, angle=0, pen=pg.mkPen("#eceff1", width=1)), ignoreBounds=True)
+            guide = pg.InfiniteLine(pos=y, angle=0, pen=pg.mkPen(theme.current().guide, width=1))
+            guide.setObjectName(theme.GUIDE)  # recoloured when the light/dark scheme changes
+            w.addItem(guide, ignoreBounds=True)
     w.setMouseEnabled(x=False, y=False)
     w.addLegend(offset=(4, 4), labelTextSize="8pt")
     if y_max is not None:
@@ -107,53 +128,61 @@ class MonitorView(QWidget):
         self.rate.setRange(1, 20)
         self.rate.setValue(4)
         self.rate.setSuffix(" Hz")
+        self.window_pick.setToolTip("How much history the plots show")
+        self.rate.setToolTip("Readings per second (1–20 Hz); an hour of history is kept")
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Window"))
         bar.addWidget(self.window_pick)
         bar.addWidget(QLabel("Sampling"))
         bar.addWidget(self.rate)
         bar.addStretch()
-        self.cpu_plot = _plot("CPU, all cores", "%", 100)
-        self._curve(self.cpu_plot, self.host, "total", "total", pg.mkPen("#1e88e5", width=2))
+        self.cpu_plot = _plot("%", 100)
+        self._curve(self.cpu_plot, self.host, "total", "total", pg.mkPen(BLUE, width=2))
         self.cores_plot, self.strip = self._heat_strip()
-        self.ram_plot = _plot("RAM", "GiB")
-        self._curve(self.ram_plot, self.host, "ram_used", "used", pg.mkPen("#e53935", width=2), 1 / GIB)
-        self._curve(self.ram_plot, self.host, "ram_available", "available", pg.mkPen("#43a047", width=2),
-                    1 / GIB)
+        self.ram_plot = _plot("GiB")
+        self._curve(self.ram_plot, self.host, "ram_used", "used", pg.mkPen(RED, width=2), 1 / GIB)
+        self._curve(self.ram_plot, self.host, "ram_available", "available", pg.mkPen(GREEN, width=2), 1 / GIB)
         layout = QVBoxLayout(self)
         layout.setSpacing(2)
         layout.addLayout(bar)
-        self._add(layout, "CPU, all cores (%)", self.cpu_plot, 1)
-        self._add(layout, "CPU per core (dark = idle, bright = busy)", self.cores_plot, 0)
-        self._add(layout, "RAM (GiB): used, available, and each slot's worker", self.ram_plot, 1)
+        cpu_tip = CPU_TIP.format(n=self.cores, one=100 / max(1, self.cores))
+        self._add(layout, "CPU, all cores (%)", self.cpu_plot, 1, cpu_tip)
+        self._add(layout, "CPU per core (dark = idle, bright = busy)", self.cores_plot, 0, CORES_TIP)
+        self.ram_label = self._add(layout, "RAM (GiB): used, available, and each slot's worker", self.ram_plot, 1,
+                                   RAM_TIP)
         if self.gpu_count == 0:
             note = QLabel(f"{gpu_note or 'no NVIDIA GPU'}.\nGPU utilisation, memory, power and temperature "
                           "plots appear here when an NVIDIA GPU is present.")
             note.setAlignment(Qt.AlignmentFlag.AlignCenter)
             note.setObjectName("gpu_note")
-            note.setStyleSheet("color: #757575; border: 1px dashed #bdbdbd; padding: 12px;")
+            note.setStyleSheet("border: 1px dashed palette(mid); padding: 12px;")  # readable light or dark
             layout.addWidget(note)
         for i in range(self.gpu_count):
-            util = _plot(f"GPU {i}", "%", 100)
+            util = _plot("%", 100)
             self.util_plots[i] = util
-            self._curve(util, self.gpu, f"util{i}", "utilisation", pg.mkPen("#8e24aa", width=2))
-            self._curve(util, self.gpu, f"mem{i}", "memory used", pg.mkPen("#fb8c00", width=2))
-            power = _plot(f"GPU {i}", "power (W)")
-            self._curve(power, self.gpu, f"power{i}", "power W", pg.mkPen("#6d4c41", width=1))
+            self._curve(util, self.gpu, f"util{i}", "utilisation", pg.mkPen(PURPLE, width=2))
+            self._curve(util, self.gpu, f"mem{i}", "memory used", pg.mkPen(ORANGE, width=2))
+            power = _plot("power (W)")
+            self._curve(power, self.gpu, f"power{i}", "power W", pg.mkPen(BROWN, width=1))
             temp = self._curve(_right_axis(power, "temperature (°C)"), self.gpu, f"temp{i}", None,
-                               pg.mkPen("#00acc1", width=1))
+                               pg.mkPen(TEAL, width=1))
             power.getPlotItem().legend.addItem(temp, "temp °C")
-            self._add(layout, f"GPU {i}: utilisation and memory used (%)", util, 1)
-            self._add(layout, f"GPU {i}: power (W, left axis) and temperature (°C, right axis)", power, 1)
+            self._add(layout, f"GPU {i}: utilisation and memory used (%)", util, 1, UTIL_TIP)
+            self._add(layout, f"GPU {i}: power (W, left axis) and temperature (°C, right axis)", power, 1,
+                      POWER_TIP)
         self._share_time_axis()
 
     @staticmethod
-    def _add(layout: QVBoxLayout, title: str, plot: pg.PlotWidget, stretch: int) -> None:
-        """Titles are plain labels: text inside the plot scene would be re-rendered every frame."""
+    def _add(layout: QVBoxLayout, title: str, plot: pg.PlotWidget, stretch: int, tip: str) -> QLabel:
+        """Titles are plain labels: text inside the plot scene would be re-rendered every frame. The label
+        and the plot both say what the reading means when hovered."""
         label = QLabel(title)
-        label.setStyleSheet("color: #37474f; font-size: 9pt;")
+        label.setStyleSheet("font-size: 9pt;")  # the palette's text colour: readable light or dark
+        label.setToolTip(tip)
+        plot.setToolTip(tip)
         layout.addWidget(label)
         layout.addWidget(plot, stretch)
+        return label
 
     def _share_time_axis(self) -> None:
         """All plots scroll together; only the bottom one draws the time axis (one tick layout per frame)."""
@@ -196,6 +225,9 @@ class MonitorView(QWidget):
             if getattr(item, "_gw_slot", False):
                 self.ram_plot.removeItem(item)
         self.slots = RingSeries(slot_ids, HOUR_AT_MAX_RATE)
+        tip = RAM_TIP + ("\n" + SLOT_TIP.format(slots=", ".join(f"{s} RSS" for s in slot_ids)) if slot_ids else "")
+        self.ram_plot.setToolTip(tip)
+        self.ram_label.setToolTip(tip)
         for i, sid in enumerate(slot_ids):
             item = self._curve(self.ram_plot, self.slots, sid, f"{sid} RSS",
                                pg.mkPen(PALETTE[(i + 3) % len(PALETTE)], width=1), 1 / GIB)
@@ -287,6 +319,11 @@ class MonitorView(QWidget):
             self._append(snap)
         self.window_pick.setCurrentIndex(len(WINDOWS) - 1)  # the whole run
         self.redraw(force=True)
+
+    def replay_more(self, rows: list[tuple[float, str, float]]) -> None:
+        """More stored telemetry of a run another process is writing, as it reaches the file."""
+        for snap in records.decode(rows):
+            self._append(snap)
 
     def _whole_span(self, now: float) -> float:
         """Whole run: the span grows in steps, so the axis is redrawn now and then, not every frame."""

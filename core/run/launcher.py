@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
@@ -18,6 +19,7 @@ from gridwatch.worker import protocol
 # `utils` there cannot shadow ours; the trainable's folder is put on the path by the one function that also
 # validates references (gridwatch.grid.locate.search_path).
 WORKER_ARGS = ["-P", "-m", "gridwatch.worker"]
+HELLO_FIELDS = ("python", "torch", "cuda", "device", "slot")  # kept from a worker's hello
 
 
 def worker_env(slot: Slot) -> QProcessEnvironment:
@@ -28,6 +30,12 @@ def worker_env(slot: Slot) -> QProcessEnvironment:
     env.insert("PYTHONIOENCODING", "utf-8")
     env.insert("GRIDWATCH_PARENT_PID", str(os.getpid()))
     return env
+
+
+def hello_info(msg: dict[str, Any]) -> dict[str, str | None]:
+    """What a worker's hello says about it: versions (torch None when it did not load torch) and place; a
+    missing or malformed field is None."""
+    return {k: v if isinstance(v := msg.get(k), str) and v else None for k in HELLO_FIELDS}
 
 
 def describe_exit(code: int, crashed: bool) -> str:
@@ -56,6 +64,7 @@ class SlotWorker(QObject):
         self.trial_id: str | None = None  # the trial it is running, if any
         self.trials_run = 0  # trials handed to it
         self.baseline_rss: float | None = None  # its RSS before its first trial, as its hello said
+        self.hello: dict[str, str | None] = {}  # python, torch and cuda versions, as its hello said
         self._out = b""
         self._err = b""
         self.proc = QProcess(self)
@@ -121,6 +130,7 @@ class SlotWorker(QObject):
                 continue
             if msg["type"] == "hello":
                 self.said_hello = True
+                self.hello = hello_info(msg)
                 rss = msg.get("baseline_rss")
                 self.baseline_rss = float(rss) if isinstance(rss, (int, float)) else None
             self.message.emit(self, msg)

@@ -20,7 +20,7 @@ from gridwatch.run.devices import Slot, free_memory, memory_device, memory_low
 from gridwatch.run.estimates import Estimates
 from gridwatch.run.launcher import SlotWorker
 from gridwatch.run.lifecycle import Kept, Outcome, TrialLifecycle
-from gridwatch.run.live import LiveTrial
+from gridwatch.run.live import LiveTrial, progress_of
 from gridwatch.run.pool import STOP_GRACE_MS, WorkerPool
 from gridwatch.run.progress import Progress
 from gridwatch.run.recorder import Recorder
@@ -59,7 +59,7 @@ class RunSession(QObject):
                 Kept(None, None, None, {}, None) for tid in done_ids}  # a resumed run shows what it keeps
         scheduler = TrialScheduler([t for t in trials if t.id not in done_ids], estimates or Estimates(),
                                    dict(budgets or {}), probe_alone)
-        self.lifecycle = TrialLifecycle(models, trials, scheduler, kept, self.log_line.emit)
+        self.lifecycle = TrialLifecycle(models, trials, scheduler, kept, self._on_log)
         preload = [(m.target, m.base) for m in grid.models if m.kind == "python"]
         self.pool = WorkerPool(slots, preload, self)
         self.pool.message.connect(self._on_message)
@@ -78,6 +78,7 @@ class RunSession(QObject):
         self._stopping = False
         self.status: RunStatus | None = None  # None while running
         self.started_at = 0.0
+        self._hello: dict[str, str | None] = {}  # the newest worker hello's fields
 
     # -- control ----------------------------------------------------------------------------------------
 
@@ -86,6 +87,7 @@ class RunSession(QObject):
         self._tick = QTimer(self)  # free memory changes without any event of ours; hangs make none
         self._tick.timeout.connect(self._dispatch_idle)
         self._tick.timeout.connect(self._check_hangs)
+        self._tick.timeout.connect(self.recorder.maybe_write)  # a quiet run's telemetry reaches the file too
         self._tick.start(TICK_MS)
         if self.lifecycle.queued() == 0:
             QTimer.singleShot(0, self._maybe_done)
@@ -135,7 +137,14 @@ class RunSession(QObject):
         return list(self._slots)
 
     def progress(self) -> Progress:
-        return self.lifecycle.progress(max(1, len(self.pool.workers)), self.started_at, self._paused, time.time())
+        """Counts and the ETA: the queue in the scheduler's order on the live slots, each trial's seconds from
+        this run's ended trials, else from the estimates an earlier run of the grid stored."""
+        lc, est = self.lifecycle, self.lifecycle.scheduler.estimates
+        lanes = [w.slot.kind for w in self.pool.workers] or [s.kind for s in self._slots]
+        kinds = set(lanes)
+        return progress_of(lc.live, len(lanes), self.started_at, self._paused, None, len(lc.waiting()),
+                           time.time(), lc.pending(), lambda m, k: est.seconds(m, k) if k else est.fastest(m, kinds),
+                           lanes)
 
     def waiting(self) -> dict[str, str]:
         """Why each queued trial has not started yet, in words."""
@@ -147,6 +156,11 @@ class RunSession(QObject):
     def worker_pids(self) -> dict[str, int]:
         """Slot id -> pid of its worker, for per-slot telemetry."""
         return self.pool.pids()
+
+    def worker_info(self) -> dict[str, str | None]:
+        """What the newest worker said in its hello (python, torch, cuda, device, ...); {} before any did.
+        Kept after the run, when its workers are gone."""
+        return dict(self._hello)
 
     # -- telemetry --------------------------------------------------------------------------------------
 
@@ -195,6 +209,7 @@ class RunSession(QObject):
     def _on_message(self, w: SlotWorker, msg: dict[str, Any]) -> None:
         tid = msg.get("trial_id")
         if msg["type"] == "hello":
+            self._hello = dict(w.hello)
             self._dispatch(w)
         if tid is None or self.lifecycle.get(tid) is None:
             return
@@ -203,8 +218,10 @@ class RunSession(QObject):
             self.recorder.trial_started(self.lifecycle.live[tid], w.slot.torch_device)
             self.trial_started.emit(tid)
         elif heard.what == "progress":
+            self.recorder.reported(self.lifecycle.live[tid])
             self.epoch_reported.emit(tid)
         elif heard.what == "data_wait":
+            self.recorder.reported(self.lifecycle.live[tid])
             self.data_wait_reported.emit(tid)
         elif heard.what == "learned":
             self._dispatch_idle()
@@ -215,6 +232,10 @@ class RunSession(QObject):
             self._apply(heard.outcome)
             self._maybe_recycle(w, self.lifecycle.models[self.lifecycle.live[tid].trial.model], msg)
             self._dispatch_idle()
+
+    def _on_log(self, trial_id: str, line: str) -> None:
+        self.recorder.log(trial_id, line)
+        self.log_line.emit(trial_id, line)
 
     def _on_stray(self, w: SlotWorker, line: str) -> None:
         if w.trial_id is not None:

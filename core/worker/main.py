@@ -357,10 +357,15 @@ def main() -> None:
     sys.stderr = LogStream(chan, "stderr")
     _preload()
     reaper.OrphanReaper().start()
-    # baseline_rss: what this worker holds before its first trial; the parent recycles it if it grows too far
+    # baseline_rss: what this worker holds before its first trial; the parent recycles it if it grows too far.
+    # torch/cuda: the versions this worker loaded (None when its trainables did not load torch; never imported
+    # here just to ask).
+    torch = sys.modules.get("torch")
+    torch_version, cuda = getattr(torch, "__version__", None), getattr(getattr(torch, "version", None), "cuda", None)
     chan.send("hello", pid=os.getpid(), slot=os.environ.get("GRIDWATCH_SLOT", ""),
               device=os.environ.get("GRIDWATCH_DEVICE", "cpu"), python=sys.version.split()[0],
-              baseline_rss=own_rss())
+              baseline_rss=own_rss(), torch=None if torch_version is None else str(torch_version),
+              cuda=None if cuda is None else str(cuda))
     for line in sys.stdin:
         if not line.strip():
             continue

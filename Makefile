@@ -89,6 +89,7 @@ bench: install
 	$(BIN)/python benchmarks/prefetch.py
 	$(BIN)/python benchmarks/placement.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/gui_overhead.py
+	$(BIN)/python benchmarks/eta.py
 
 # A real window under Xvfb while the demo grid runs, captured for the README.
 screenshot: install

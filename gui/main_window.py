@@ -271,6 +271,8 @@ class MainWindow(QMainWindow):
     def stop_run(self) -> None:
         if self.running and self.session is not None:
             self.session.stop()
+            self.statusBar().showMessage("Stopping: ending every worker; finished trials are kept")
+            self._tick()  # no ETA from now on
 
     def open_results(self, path: str | Path) -> None:
         """Show a run from its results file, read-only: table, timeline, curves, logs, telemetry, verdicts and
@@ -408,6 +410,7 @@ class MainWindow(QMainWindow):
             self.session.pids_changed.disconnect(self.sampler.watch)
             self.session.close()
         self._board_dirty = True
+        self._ended_read = None  # the ended run's figures are read once more, as they are now
         self._refresh_board()
         self._tick()
         self.statusBar().showMessage(f"Run {status}. Results: {self.store.path if self.store else ''}", 30000)
@@ -421,7 +424,7 @@ class MainWindow(QMainWindow):
         if self._verdict is not None:
             self._show_verdict(self._verdict)
         now = time.monotonic()
-        live_run = self.session is not None and self.session.status is None
+        live_run = self.session is not None and self.session.status is None and not self.session.stopping
         if self.session is not None and ((live_run and now - self._slow_at >= SLOW_TICK_S)
                                          or (not live_run and self._ended_read is not self.session)):
             self._slow_at = now

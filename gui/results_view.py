@@ -19,7 +19,7 @@ from gridwatch.results.summary import ConfigResult
 
 T = TypeVar("T")
 Index = QModelIndex | QPersistentModelIndex
-BEST = QBrush(QColor("#e8f5e9"))
+BEST = QBrush(QColor(67, 160, 71, 56))  # translucent green: the palette's text stays readable, light or dark
 
 
 class ListModel(QAbstractTableModel, Generic[T]):

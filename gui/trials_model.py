@@ -27,7 +27,7 @@ from gridwatch.telemetry.starvation import Verdict
 COLUMNS = ["trial", "model", "state", "progress", "metric", "data wait", "fold", "slot", "duration", "params"]
 PROGRESS_COL = COLUMNS.index("progress")
 STATE_COLOURS = {TrialState.QUEUED: "#9aa0a6", TrialState.RUNNING: "#1e88e5", TrialState.FINISHED: "#43a047",
-                 TrialState.FAILED: "#e53935", TrialState.STOPPED: "#fb8c00", TrialState.TIMEOUT: "#8e24aa"}
+                 TrialState.FAILED: "#e53935", TrialState.STOPPED: "#fb8c00", TrialState.TIMEOUT: "#ab47bc"}
 HEADER_TIPS = {
     "trial": "The trial's id: model, a hash of its parameters, and its fold",
     "model": "The [[model]] of the grid this trial trains",
@@ -251,7 +251,8 @@ class TrialsModel(QAbstractTableModel):
             return self._column_key(lt, col)
         flag = self.badges.get(lt.trial.id)
         if role == Qt.ItemDataRole.ForegroundRole and col in ("state", "data wait"):
-            return QBrush(QColor("#e65100" if flag else STATE_COLOURS.get(lt.state, "#000000")))
+            colour = "#e65100" if flag else STATE_COLOURS.get(lt.state)
+            return QBrush(QColor(colour)) if colour else None  # none: the palette's text colour
         if role == Qt.ItemDataRole.ToolTipRole:
             if flag and col in ("state", "data wait"):
                 return f"{flag.title}: {flag.evidence}\nfix: {flag.fix}"
@@ -324,8 +325,10 @@ class TrialsModel(QAbstractTableModel):
         if metric and metric in lt.metrics:
             return lt.metrics[metric]
         for key, _step, value, _t in reversed(lt.steps):
-            if metric is None or key == metric:
+            if (metric is None and key != "data_wait") or key == metric:
                 return value
+        if metric is None and lt.metrics:  # no metric named and only final values: the first, as the leaderboard
+            return next(iter(lt.metrics.values()))
         return None
 
     def duration(self, lt: LiveTrial) -> float | None:

@@ -285,8 +285,12 @@ def test_open_run_then_resume_runs_only_the_unfinished(window, qtbot, outside):
     _start_gated(window, outside, "x = [1, 2, 3, 4]", free=4)  # four finish at once, the rest are held
     qtbot.waitUntil(lambda: window.session.progress().finished == 4 and len(running_workers(outside)) == 2,
                     timeout=60_000)
+    assert "ETA" in window.progress_label.text()
     window.stop_run()
+    assert "ETA" not in window.progress_label.text(), "no ETA once Stop is pressed"
     qtbot.waitUntil(lambda: window.session.status is not None, timeout=30_000)
+    assert "ETA" not in window.progress_label.text() and window.resume_run_act.isEnabled(), \
+        "the run just stopped here can be resumed"
     db = window.store.path
     window.open_results(db)
     done = {tid for tid, lt in window.live.items() if lt.state == "finished"}

@@ -73,3 +73,39 @@ def test_newer_schema_is_refused(tmp_path):
 def test_report_needs_existing_file(tmp_path):
     with pytest.raises(StoreError, match="no such results file"):
         ResultStore(tmp_path / "absent.db", create=False)
+
+
+def test_an_older_file_gains_the_live_tables_and_superseded_trials_stay_out_of_the_run(tmp_path, grid):
+    """A file written before running trials' values were written live gets `rev` and `logs` from its next
+    writer; a reader of it as it is still works. Trials of an earlier grid are kept but never shown as the run's."""
+    from gridwatch.results.replay import live_from_store
+
+    ts = trials.expand(grid)
+    path = tmp_path / "old.gridwatch.db"
+    st = ResultStore(path)
+    st.begin(grid, ts, ["cpu0"])
+    st.mark_running(ts[0].id, "cpu0", "cpu", 100.0)
+    st.finish_trial(ts[0].id, "finished", 101.0, {"loss": 0.5}, None, [("loss", 1, 0.5, 100.5)], "log")
+    st.end_session("stopped")
+    st.close()
+    db = sqlite3.connect(path)  # as an older gridwatch left it: no `logs` table, no `rev` column
+    db.executescript("DROP TABLE logs; DROP INDEX trials_rev; ALTER TABLE trials DROP COLUMN rev;")
+    db.close()
+
+    reader = ResultStore(path, create=False)
+    assert not reader.has_rev and "logs" not in reader.tables
+    assert reader.trials_changed(0) == ([], 0) and reader.logs(ts[0].id) == []
+    live, _ = live_from_store(reader)
+    assert live[ts[0].id].metrics == {"loss": 0.5}
+    reader.close()
+
+    smaller = parse_grid(GRID.replace("x=[1,2]", "x=[1]"), tmp_path / "g.toml")
+    st = ResultStore(path)  # its next writer: a resume of a changed grid
+    assert st.has_rev and "logs" in st.tables
+    st.begin(smaller, trials.expand(smaller), ["cpu0"])
+    assert st.superseded() == 2
+    rows, rev = st.trials_changed(0)
+    assert rev > 0 and len(rows) == 4
+    live, _ = live_from_store(st)
+    assert set(live) == {t.id for t in trials.expand(smaller)}, "superseded trials are not the run's"
+    st.close()

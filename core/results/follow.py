@@ -76,6 +76,8 @@ class Follower:
     def _read(self, changes: Changes) -> None:
         rows, self.rev = self.store.trials_changed(self.rev)
         for r in rows:
+            if r.state == TrialState.SUPERSEDED:
+                continue
             lt = self.live.get(r.id)
             ended = r.state not in (TrialState.QUEUED, TrialState.RUNNING)
             if lt is None:

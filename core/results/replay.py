@@ -17,6 +17,8 @@ def live_from_store(store: ResultStore, following: bool = False) -> tuple[dict[s
     steps = store.all_steps()
     live: dict[str, LiveTrial] = {}
     for r in store.trials():
+        if r.state == TrialState.SUPERSEDED:
+            continue  # an earlier version of the grid's: kept in the file, not part of this run
         lt = live_trial(r, info, steps.get(r.id, []))
         if lt.state == TrialState.RUNNING:
             if following:

@@ -129,6 +129,11 @@ class RunSession(QObject):
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def stopping(self) -> bool:
+        """Stop was asked: workers are being ended, and nothing new starts."""
+        return self._stopping
+
     def trials(self) -> Mapping[str, LiveTrial]:
         """Every trial of the run as it is now (read-only: the lifecycle changes them)."""
         return self.lifecycle.live

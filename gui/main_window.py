@@ -338,7 +338,9 @@ class MainWindow(QMainWindow):
             self._show_verdicts(changes.verdicts)
         if changes.ended:
             status = self.store.last_status() if self.store is not None else ""
-            self._stop_following(f"The run ended ({status}).")
+            # still "running" with nobody holding the file: its process died (kill -9, a lost ssh session)
+            self._stop_following("The run's process is gone: the run was interrupted." if status == "running"
+                                 else f"The run ended ({status}).")
 
     def _stop_following(self, message: str) -> None:
         self.follow_timer.stop()

@@ -253,3 +253,27 @@ def test_closing_the_window_leaves_the_followed_run_alone(qtbot: Any, tmp_path: 
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
+
+
+def test_a_followed_run_whose_process_dies_ends_with_its_trials_stopped(tmp_path: Path) -> None:
+    g, gate, db = gated_run(tmp_path)
+    proc = cli_popen("run", str(g), "--db", str(db), "--quiet", cwd=tmp_path)
+    try:
+        store = open_when_begun(db)
+        follower = Follower(store)
+        live, _, _ = follower.load()
+        wait_for(lambda: (follower.poll(), sum(lt.state == TrialState.RUNNING for lt in live.values()) == 2)[1],
+                 60, "two running trials")
+        proc.kill()  # kill -9: the run cannot close its session
+        proc.communicate(timeout=30)
+        changes = wait_for(lambda: (ch := follower.poll()).ended and ch, 30, "the follower to see the run gone")
+        assert store.last_status() == "running", "the dead run left its session open"
+        stopped = [lt.id for lt in live.values() if lt.state == TrialState.STOPPED]
+        assert len(stopped) == 2 and set(stopped) <= set(changes.trials)
+        assert not any(lt.state == TrialState.RUNNING for lt in live.values())
+        store.close()
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)

@@ -71,6 +71,11 @@ class Follower:
             self.version = version
             with self._moment():
                 self._read(changes)
+        if changes.ended:  # a run that ended requeued its running trials; one whose process died did not
+            for lt in self.live.values():
+                if lt.state == TrialState.RUNNING:
+                    lt.state = TrialState.STOPPED
+                    changes.trials.append(lt.id)
         return changes
 
     def _read(self, changes: Changes) -> None:

@@ -11,14 +11,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
+    QScrollArea,
     QStyle,
     QWidget,
 )
@@ -69,7 +71,7 @@ class MainWindow(QMainWindow):
         self.folds = 0
         self._board_dirty = False
         self.setWindowTitle("gridwatch")
-        self.resize(1600, 980)
+        self._fit_screen()
         self._build(machine)
         self.export_menu = add_export_menu(self)
         self.bridge = SnapshotBridge()
@@ -105,10 +107,11 @@ class MainWindow(QMainWindow):
         self.runs_panel.open_requested.connect(self.open_results)
         self.editor.resume_requested.connect(lambda _path: self.resume_opened())
         self.editor.run_again_requested.connect(self._run_again)
-        grid_dock = self._dock("Grid", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.tabifyDockWidget(grid_dock, self._dock("Runs", self.runs_panel, Qt.DockWidgetArea.LeftDockWidgetArea))
+        grid_dock = self._dock("Grid", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True)
+        self.tabifyDockWidget(grid_dock, self._dock("Runs", self.runs_panel, Qt.DockWidgetArea.LeftDockWidgetArea,
+                                                    scroll=True))
         grid_dock.raise_()
-        monitor = self._dock("Monitor", self.monitor, Qt.DockWidgetArea.RightDockWidgetArea)
+        monitor = self._dock("Monitor", self.monitor, Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
         timeline = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
         board = self._dock("Results", self.board, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.splitDockWidget(timeline, board, Qt.Orientation.Horizontal)
@@ -123,12 +126,28 @@ class MainWindow(QMainWindow):
         self.progress_label = QLabel()
         self.statusBar().addPermanentWidget(self.progress_label)
 
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, scroll: bool = False) -> QDockWidget:
+        """`scroll`: the panel scrolls rather than forcing its full size on the window (small screens)."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower()}")
+        if scroll:
+            area_widget = QScrollArea()
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QFrame.Shape.NoFrame)
+            area_widget.setWidget(widget)
+            widget = area_widget
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
+
+    def _fit_screen(self) -> None:
+        """1600 x 980 where the screen has room, else the screen's free area (a laptop's 1366 x 768)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        free = screen.availableGeometry() if screen is not None else None
+        width, height = 1600, 980
+        if free is not None and free.width() > 0 and free.height() > 0:
+            width, height = min(width, free.width()), min(height, free.height())
+        self.resize(width, height)
 
     def _actions(self) -> None:
         """The toolbar and the menus share one set of actions; each tooltip names its shortcut. Menus added
@@ -309,7 +328,7 @@ class MainWindow(QMainWindow):
         self._show_verdicts(verdicts)
         self.monitor.replay(telemetry, slots)
         show_run_grid(self, self.editor, store, can_resume=not following)
-        self.setWindowTitle(f"gridwatch — {Path(path).name} (" + ("following a live run, " if following else "")
+        self.setWindowTitle(f"{Path(path).name} (" + ("following a live run, " if following else "")
                             + "read-only)")
         if following:
             self.statusBar().showMessage(f"Following {store.path}: another process is running it", 15000)
@@ -346,7 +365,7 @@ class MainWindow(QMainWindow):
         self.follow_timer.stop()
         self.follower = None
         if self.store is not None:
-            self.setWindowTitle(f"gridwatch — {self.store.path.name} (read-only)")
+            self.setWindowTitle(f"{self.store.path.name} (read-only)")
             if self.editor.read_only:
                 show_run_grid(self, self.editor, self.store)  # now it can be resumed
         self._board_dirty = True
@@ -361,7 +380,7 @@ class MainWindow(QMainWindow):
     def _show_run(self, live: Mapping[str, LiveTrial], spec: GridSpec, slots: list[str], origin: float) -> None:
         self.models_meta = [{"name": m.name, "metric": m.metric, "goal": m.goal} for m in spec.models]
         self.folds = spec.folds
-        self.setWindowTitle(f"gridwatch — {spec.name}")
+        self.setWindowTitle(spec.name)  # the platform adds "— gridwatch" (the display name)
         self._show_live(live, slots, origin)
 
     def _show_live(self, live: Mapping[str, LiveTrial], slots: list[str], origin: float) -> None:

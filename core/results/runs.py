@@ -72,11 +72,16 @@ class RunListing:
     grid_path: str | None = None  # the grid file the run was started from
     holder: int | None = None  # the pid holding the writer lock (running), if it said
     stamp: tuple[int, ...] = ()  # size and mtime of the file and its WAL: unchanged means the same contents
+    closed_s: float = 0.0  # the time its ended sessions ran
+    open_since: float | None = None  # the start of a session that did not end (live, or it died)
 
     @property
     def duration(self) -> float | None:
-        """Last session's end − first start: a run resumed later counts the time between too."""
-        return None if self.started is None or self.ended is None else max(0.0, self.ended - self.started)
+        """The time its sessions ran, not the days between a run and its resume; None before it started."""
+        if self.started is None:
+            return None
+        still = self.ended - self.open_since if self.open_since is not None and self.ended is not None else 0.0
+        return self.closed_s + max(0.0, still)
 
 
 def list_runs(folder: Path | None = None, known: Mapping[Path, RunListing] | None = None) -> list[RunListing]:
@@ -131,7 +136,7 @@ def _listing(path: Path, stamp: tuple[int, ...] = ()) -> RunListing:
     try:
         info = store.run_info()
         rows = [r for r in store.trials() if r.state != TrialState.SUPERSEDED]  # an earlier grid's: not this run's
-        status, started, ended = _sessions(store.db)
+        status, started, ended, closed_s, open_since = _sessions(store.db)
         s = summarize(rows, info["models"], info["folds"])
         best = ""
         if s.board:
@@ -145,20 +150,23 @@ def _listing(path: Path, stamp: tuple[int, ...] = ()) -> RunListing:
         else:
             state = status
         return RunListing(path, info["name"], started or info["created"], state, s.ended, s.total, best, ended,
-                          info["grid_path"], holder.pid if holder else None, stamp)
+                          info["grid_path"], holder.pid if holder else None, stamp, closed_s,
+                          open_since if state in (RUNNING, INTERRUPTED) else None)
     except (StoreError, sqlite3.Error) as exc:
         return _unreadable(path, exc, holder, stamp)
     finally:
         store.close()
 
 
-def _sessions(db: sqlite3.Connection) -> tuple[str, float | None, float | None]:
-    """The last session's status, the first session's start, the last session's end (None if it has none)."""
-    first = db.execute("SELECT MIN(started) FROM sessions").fetchone()
-    last = db.execute("SELECT status, ended FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
-    if last is None:
-        return "new", None, None
-    return str(last[0]), first[0], last[1]
+def _sessions(db: sqlite3.Connection) -> tuple[str, float | None, float | None, float, float | None]:
+    """The last session's status, the first session's start, the last session's end (None if it has none), the
+    time the ended sessions ran, and the start of the last session if it did not end."""
+    rows = db.execute("SELECT started, ended, status FROM sessions ORDER BY id").fetchall()
+    if not rows:
+        return "new", None, None, 0.0, None
+    closed = sum(max(0.0, e - s) for s, e, _st in rows if e is not None and s is not None)
+    started, ended, status = rows[-1]
+    return str(status), rows[0][0], ended, closed, started if ended is None else None
 
 
 def _unreadable(path: Path, exc: Exception, holder: LockHolder | None = None,

@@ -292,6 +292,8 @@ class ResultStore:
             self.db.execute("CREATE TEMP TABLE IF NOT EXISTS current_ids (id TEXT PRIMARY KEY)")
             self.db.execute("DELETE FROM current_ids")
             self.db.executemany("INSERT OR IGNORE INTO current_ids VALUES (?)", [(i,) for i in ids])
+            # An earlier grid's trials that never ran hold nothing: gone. Those that ran stay, as superseded.
+            self.db.execute("DELETE FROM trials WHERE id NOT IN (SELECT id FROM current_ids) AND attempts = 0")
             self.db.execute("UPDATE trials SET state='superseded' WHERE id NOT IN (SELECT id FROM current_ids)")
             self.db.execute("UPDATE trials SET rev=?", (self._next_rev(),))
         return done

@@ -37,8 +37,9 @@ def fit(config, report):
 """
 
 
-def gated_run(tmp_path: Path) -> tuple[Path, Path, Path]:
-    write(tmp_path / "gated.py", GATED)
+def gated_run(tmp_path: Path, trainable: str = GATED, devices: str = "cpu_slots = 2") -> tuple[Path, Path, Path]:
+    """A grid of 4 trials of `trainable` (2 lr values x 2 folds), held by gate files under `gate`."""
+    write(tmp_path / "gated.py", trainable)
     gate = tmp_path / "gate"
     g = grid(tmp_path, f"""
         [[model]]
@@ -50,7 +51,7 @@ def gated_run(tmp_path: Path) -> tuple[Path, Path, Path]:
         lr = [1.0, 2.0]
         [model.fixed]
         gate = "{gate}"
-        """, folds=2)
+        """, folds=2, devices=devices)
     return g, gate, tmp_path / "r.gridwatch.db"
 
 
@@ -163,20 +164,7 @@ def shown(window: Any, tid: str, column: str) -> str:
 
 
 def test_the_window_follows_a_cli_run_and_reopened_it_shows_the_same(qtbot: Any, tmp_path: Path) -> None:
-    write(tmp_path / "gated.py", ONE_BY_ONE)
-    gate = tmp_path / "gate"
-    g = grid(tmp_path, f"""
-        [[model]]
-        name = "m"
-        trainable = "gated.py:fit"
-        metric = "loss"
-        goal = "min"
-        [model.grid]
-        lr = [1.0, 2.0]
-        [model.fixed]
-        gate = "{gate}"
-        """, folds=2, devices="cpu_slots = 1")
-    db = tmp_path / "r.gridwatch.db"
+    g, gate, db = gated_run(tmp_path, ONE_BY_ONE, devices="cpu_slots = 1")
     proc = cli_popen("run", str(g), "--db", str(db), "--quiet", cwd=tmp_path)
     get_qapp()
     window = MainWindow(detect(), tmp_path / "runs")

@@ -440,6 +440,7 @@ class MainWindow(QMainWindow):
     def _tick(self) -> None:
         """Twice a second; nothing here walks every trial more than once a second."""
         self.panel.tick()
+        self.diagnosis.tick()
         self.panel.flush()
         self.timeline.tick(self.live[tid] for tid in self.trials.running)
         if self._verdict is not None:

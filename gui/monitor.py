@@ -154,6 +154,7 @@ class MonitorView(QWidget):
             note = QLabel(f"{gpu_note or 'no NVIDIA GPU'}.\nGPU utilisation, memory, power and temperature "
                           "plots appear here when an NVIDIA GPU is present.")
             note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            note.setWordWrap(True)  # a long note must not widen the panel past the plots' own width
             note.setObjectName("gpu_note")
             note.setStyleSheet("border: 1px dashed palette(mid); padding: 12px;")  # readable light or dark
             layout.addWidget(note)

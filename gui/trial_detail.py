@@ -7,7 +7,7 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
 from gridwatch.gui.monitor import PALETTE
 from gridwatch.run.live import LiveTrial
@@ -19,6 +19,9 @@ class TrialDetail(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.title = QLabel("Select a trial to see its curves and log.")
+        self.title.setWordWrap(True)
+        # a long trial folder path is cut at the panel's edge rather than widening the window past the screen
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.curves = pg.PlotWidget()
         self.curves.setLabel("bottom", "epoch / step")
         self.curves.addLegend(offset=(4, 4), labelTextSize="8pt")

@@ -223,3 +223,20 @@ def test_a_real_run_reports_torch_and_cuda_and_the_window_never_imports_torch(ou
     assert "status done" in out, out + r.stderr[-3000:]
     assert "torch: 9.8.7+cu124 (as the workers report it)" in out and "CUDA: 12.4" in out, out
     assert "before False" in out and "after False" in out, "the window imported torch"
+
+
+def test_an_open_verdicts_duration_grows_while_it_is_shown(qtbot):
+    from gridwatch.gui.diagnosis_view import DiagnosisView
+    from gridwatch.telemetry.starvation import Verdict
+
+    get_qapp()
+    now = [1000.0]
+    view = DiagnosisView(clock=lambda: now[0])
+    qtbot.addWidget(view)
+    v = Verdict("input_bound", "t-1", "high", "waits 60 % of each step", "prefetch", started=990.0, ended=990.0)
+    view.show_verdicts([v])
+    item = view.topLevelItem(0)
+    assert item.text(1) == "10 s"
+    now[0] = 1075.0
+    view.tick()  # the window ticks it; no new verdict came
+    assert item.text(1) == "85 s"

@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-cli test lint typecheck bench screenshot system-deps display-deps test-deps clean
+.PHONY: install run run-cli test lint typecheck bench screenshot docs-screenshots system-deps display-deps test-deps clean
 
 # System packages, installed from Debian only where missing (root or sudo), as library:package or command:package.
 # Shared libraries Qt needs even offscreen.
@@ -96,6 +96,12 @@ screenshot: install
 	@command -v xvfb-run >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq xvfb xauth; }
 	@$(SUDO) apt-get install -y -qq libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 >/dev/null
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m gridwatch.gui.screenshot resources/screenshot.png 68
+
+# The user guide's screenshots (docs/img/*.png), each scenario in a temporary runs and config folder: ~2 minutes.
+docs-screenshots: install
+	@command -v xvfb-run >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq xvfb xauth; }
+	@$(call apt_missing,$(XCB_LIBS),,the window's X11 libraries)
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python docs/screenshots.py docs/img
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache

@@ -102,7 +102,9 @@ class TimelineBars(pg.GraphicsObject):
             rects: list[QRectF] = []
             for lane in np.unique(self.lane[:n][pick]):
                 on = pick & (self.lane[:n] == lane)
-                for x0, x1 in _merged(np.floor((start[on] - left) / px), np.floor((end[on] - left) / px) + 1):
+                x0s, x1s = np.floor((start[on] - left) / px), np.floor((end[on] - left) / px) + 1
+                x1s = np.where(x1s - x0s >= 4, x1s - 1, x1s)  # a 1 px gap shows where one wide bar ends
+                for x0, x1 in _merged(x0s, x1s):
                     rects.append(QRectF(left + x0 * px, lane - BAR_HEIGHT / 2, (x1 - x0) * px, BAR_HEIGHT))
             painter.drawRects(rects)
 

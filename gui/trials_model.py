@@ -33,7 +33,7 @@ HEADER_TIPS = {
     "model": "The [[model]] of the grid this trial trains",
     "state": "queued (waiting: the scheduler's reason in the row's tooltip), running, finished, failed, stopped "
              "or timeout; ⚠ marks a diagnosis (hover the cell)",
-    "progress": "Epochs reported so far, of the trial's config epochs",
+    "progress": "Epochs reported so far, of those it said it runs (a script's 'epoch 3/6') or its config's epochs",
     "metric": "The latest value of the model's primary metric",
     "data wait": "data wait: share of step time spent waiting for the next batch over the last 10 s "
                  "(≥ 20 % = input-bound, 5–20 % = moderately); reported by loaders wrapped in gridwatch.prefetch",
@@ -311,6 +311,9 @@ class TrialsModel(QAbstractTableModel):
         return self._text(lt, col)
 
     def epochs(self, lt: LiveTrial) -> int:
+        """The epochs a trial runs: as it said (a command's `epoch 3/6`), else its config's `epochs`."""
+        if lt.epochs_total > 0:
+            return lt.epochs_total
         e = lt.trial.config.get("epochs")
         return e if isinstance(e, int) and e > 0 else 0
 

@@ -52,6 +52,7 @@ def _finish(store, t, t0, metrics, state="finished", reason=None, peak=None):
 def db(tmp_path):
     """A results file: two models, a failed fold, and an earlier grid's (superseded) trials that scored best."""
     write(tmp_path / "t.py", "def fit(config):\n    return {}\n")
+    write(tmp_path / "run.py", "print('loss 0.5')\n")  # the command's script: a grid naming a missing one is refused
     path = tmp_path / "runs" / "ex.gridwatch.db"
     store = ResultStore(path)
     old = _grid(tmp_path, "1, 2, 3, 4")

@@ -158,3 +158,21 @@ def test_a_gpu_command_trials_vram_is_unknown_without_nvml_not_zero():
     lc.saw_vram(b, 3 * GB)
     lc.hear(b, {"type": "trial_finished", "t": 6.0, "metrics": {"x": 1.0}, "peak_rss": 3 * GB}, 6.0)
     assert lc.get(b).peak_mem == 3 * GB, "what NVML saw the command's processes hold"
+
+
+def test_one_point_per_key_and_step_and_the_total_the_trial_says():
+    lc, _ = lifecycle(1, retries=1)
+    tid = start(lc)
+    for step, value in [(1, 0.9), (1, 0.7), (2, 0.5)]:
+        lc.hear(tid, {"type": "metric", "key": "loss", "step": step, "value": value, "epochs_total": 6}, 1.0)
+    lc.hear(tid, {"type": "epoch", "step": 2, "metrics": {"loss": 0.4, "acc": 0.8}}, 2.0)
+    lc.hear(tid, {"type": "metric", "key": "acc", "step": 3, "value": 0.9, "epochs_total": "6"}, 3.0)
+    lt = lc.get(tid)
+    assert [(k, s, v) for k, s, v, _t in lt.steps] == [("loss", 1, 0.7), ("loss", 2, 0.4), ("acc", 2, 0.8),
+                                                       ("acc", 3, 0.9)], "a later value for an epoch replaces it"
+    assert (lt.epoch, lt.epochs_total) == (3, 6), "a total that is no whole number is ignored"
+    lc.worker_died(tid, "worker killed by SIGKILL", 4.0, stopping=False, memory_low=False)
+    again = start(lc, now=5.0)
+    assert again == tid and (lt.epoch, lt.epochs_total, lt.steps) == (0, 0, [])
+    lc.hear(tid, {"type": "metric", "key": "loss", "step": 1, "value": 0.6}, 6.0)
+    assert [(k, s, v) for k, s, v, _t in lt.steps] == [("loss", 1, 0.6)], "a retry starts its points afresh"

@@ -132,7 +132,7 @@ def test_tqdm_lines(line, metrics, counters):
         ("it 7", {"iter": 7}),
         ("global_step=1000", {"global_step": 1000}),
         ("update 5 | round 2 | fold 3", {"update": 5, "round": 2, "fold": 3}),
-        ("ITER: 4 BATCH=5 Epochs 6", {"iter": 4, "batch": 5, "epoch": 6}),
+        ("ITER: 4 BATCH=5 Epochs 6", {"iter": 4, "batch": 5, "epochs": 6}),  # a setting, not the epoch it is in
         ("469/469 [100/600] 3/4", {}),  # N/M without a counter word
         ("epoch_time: 12.5", {}),  # a counter word inside a name is not a counter
     ],
@@ -242,3 +242,40 @@ def test_a_parenthesised_call_does_not_glue_keys_together():
     assert PARSER.parse("train(loss=0.3) val_loss: 0.2").metrics == {"val_loss": 0.2}
     assert PARSER.parse("Epoch: [0][ 10/5005]\tTime  0.123 ( 0.456)\tLoss 6.9 (6.9)").metrics == {
         "time": 0.123, "loss": 6.9}
+
+
+@pytest.mark.parametrize(
+    ("line", "counters", "totals"),
+    [
+        ("epoch 3/6 - loss: 0.41 - val_acc: 0.83", {"epoch": 3}, {"epoch": 6}),
+        ("Epoch [1/10], Step [100/600], Loss: 0.2153", {"epoch": 1, "step": 100}, {"epoch": 10, "step": 600}),
+        ("Epoch 3", {"epoch": 3}, {}),
+        ("epoch=3 loss=0.5", {"epoch": 3}, {}),
+        ("[3/6] loss: 0.41 val_acc: 0.83", {"epoch": 3}, {"epoch": 6}),  # a leading [e/N] with metrics
+        ("[0/5][50/1583]\tLoss_D: 1.2\tLoss_G: 3.4", {"epoch": 0, "batch": 50}, {"epoch": 5}),  # DCGAN
+        ("[1/3] Building wheel", {}, {}),  # no metrics: a list's item, not an epoch
+        ("loss: 0.5 [3/6]", {}, {}),  # not at the start
+        ("[7/6] loss: 0.5", {}, {}),  # more than the total: no epoch
+        ("| epoch   1 |   200/ 2983 batches | loss  7.63", {"epoch": 1, "batch": 200}, {"batch": 2983}),
+    ],
+)
+def test_epoch_counters_and_their_totals(line, counters, totals):
+    found = PARSER.parse(line)
+    assert found.counters == counters and found.totals == totals
+    assert "epoch" not in found.metrics
+
+
+@pytest.mark.parametrize(
+    ("line", "bar"),
+    [
+        (" 17%|#         | 1/6 [00:00<00:01,  5.00it/s, loss=0.9]", 1 / 6),
+        ("100%|##########| 6/6 [00:01<00:00,  5.00it/s, loss=0.5]", 1.0),
+        ("100%|█████████▉| 995/1000 [00:10<00:00]", 0.995),  # tqdm rounds its percentage; the count does not
+        ("Epoch 3:  50%|█████     | 1/2 [00:01<00:01,  1.00it/s, loss=0.5]", 0.5),
+        (" 45%|####5     | [00:09<00:11]", 0.45),  # no count: the percentage
+        ("epoch 3/6 - loss: 0.41", None),
+        ("469/469 [==============================] - 3s 6ms/step - loss: 0.29", None),  # Keras: an epoch's line
+    ],
+)
+def test_tqdm_bars_say_how_far_they_are(line, bar):
+    assert PARSER.parse(line).bar == bar

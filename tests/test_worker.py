@@ -108,3 +108,23 @@ def test_returned_values_that_are_not_numbers_are_said_not_dropped(tmp_path):
     assert any("arch = 'resnet' (text: kept as info" in s for s in said)
     assert any("best = None" in s for s in said) and any("val.tag" in s for s in said)
     assert any("curve = a list of 3 values: not a metric" in s for s in said)
+
+
+def test_an_epoch_passed_to_report_is_the_step_not_a_metric(tmp_path):
+    write(tmp_path / "ep.py", """
+        def fit(config, report):
+            for ep in range(1, 4):
+                report(epoch=ep, train_loss=1.0 / ep, val_acc=0.5 + ep / 10)
+            report(step=10, loss=0.1)  # `step` names the x-axis too
+            report(loss=0.05)  # none named: the next step
+            report(epoch=2.0, val_acc=0.9)  # a whole float is a step; a step already reported is replaced
+            report(epoch="two", acc=0.3)  # no number: not a step, and no metric either
+            return {"val_acc": 0.8}
+        """)
+    r = _run_worker(tmp_path, [_trial(tmp_path, "e", f"{tmp_path / 'ep.py'}:fit")])
+    epochs = [m for m in map(json.loads, r.stdout.splitlines()) if m["type"] == "epoch"]
+    assert [e["step"] for e in epochs] == [1, 2, 3, 10, 11, 2, 3], "unnamed: the step after the last one"
+    assert epochs[0]["metrics"] == {"train_loss": 1.0, "val_acc": 0.6}, "epoch is the x-axis, not a curve"
+    assert epochs[3]["metrics"] == {"loss": 0.1} and epochs[5]["metrics"] == {"val_acc": 0.9}
+    assert epochs[6]["metrics"] == {"acc": 0.3}
+    assert not any({"epoch", "step"} & set(e["metrics"]) for e in epochs)

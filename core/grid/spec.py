@@ -7,7 +7,9 @@ located on disk and checked with `ast`, which keeps the GUI process free of torc
 
 from __future__ import annotations
 
+import difflib
 import re
+import shlex
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ GOALS = ("max", "min")
 RESERVED = ("fold", "n_folds", "seed", "device", "repeat", "trial_dir", "trial_id")
 WORKDIRS = ("trial", "shared")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+PYTHON_RE = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")  # python, python3, python3.11, .venv/bin/python
 
 RUN_KEYS = {"name", "folds", "seed"}
 DEVICE_KEYS = {"cpu_slots", "threads_per_cpu_slot", "gpus", "gpu_slots_per_gpu", "ram_budget_gb", "ram_reserve_gb",
@@ -185,6 +188,7 @@ def _model(path: Path, i: int, m: dict[str, Any]) -> ModelSpec:
     kind, target = _trainable(path, where, m, base)
     if kind == "command":
         _check_template(path, f"{where}.command", target, set(grid) | set(fixed) | set(RESERVED))
+        _check_script(path, f"{where}.command", target, Path(cwd))
     regex = _regexes(path, where, m, kind)
     metric = checks.string(path, f"{where}.metric", m["metric"]) if "metric" in m else None
     goal = checks.string(path, f"{where}.goal", m["goal"]) if "goal" in m else None
@@ -251,6 +255,50 @@ def _check_template(path: Path, key: str, template: str, known: set[str]) -> Non
             raise SpecError(path, key, "empty {} field: name a parameter, e.g. {lr}")
         if root not in known:
             raise SpecError(path, key, f"{{{root}}} is not a grid, fixed or built-in parameter")
+
+
+def _check_script(path: Path, key: str, template: str, cwd: Path) -> None:
+    """`python train_scrpt.py ...` would start every trial only for each to fail: a python program's script
+    must exist (relative to the model's cwd, where the trial runs or which its folder mirrors). Only its first
+    argument that is no option, ends in .py and has no {placeholder}; `-m`, `-c` and other programs are not
+    checked."""
+    try:
+        args = shlex.split(template)
+    except ValueError as exc:
+        raise SpecError(path, key, f"cannot split into arguments: {exc}") from None
+    script = _python_script(args)
+    if script is None or "{" in script or not script.endswith(".py"):
+        return
+    file = (cwd / Path(script).expanduser()).resolve()
+    if file.is_file():
+        return
+    scripts = [p.name for p in file.parent.glob("*.py")] if file.parent.is_dir() else []
+    near = difflib.get_close_matches(file.name, scripts, n=1, cutoff=0.75)
+    raise SpecError(path, key, f"no such file: {file}" + (f" (did you mean {near[0]}?)" if near else ""))
+
+
+def _python_script(args: list[str]) -> str | None:
+    """The script a python command line runs; None when it is no python, or runs a module, code or stdin."""
+    if not args or not PYTHON_RE.match(Path(args[0]).name):
+        return None
+    rest = iter(args[1:])
+    for arg in rest:
+        if arg == "--":
+            return next(rest, None)
+        if arg == "-":  # the program comes on stdin
+            return None
+        if not arg.startswith("-"):
+            return arg
+        if arg.startswith("--"):
+            continue
+        for i, flag in enumerate(arg[1:], 1):  # short flags, maybe several in one: -uB, -Wignore, -um mod
+            if flag in "cm":
+                return None
+            if flag in "WX":
+                if i == len(arg) - 1:
+                    next(rest, None)  # its value is the next argument
+                break
+    return None
 
 
 def _regexes(path: Path, where: str, m: dict[str, Any], kind: str) -> tuple[str, ...]:

@@ -66,6 +66,7 @@ class TrialLifecycle:
         self.scheduler = scheduler
         self.on_log = on_log
         self._hung: set[str] = set()
+        self._points: dict[str, dict[tuple[str, int], int]] = {}  # running trial -> (key, step) -> index in steps
         for tid, k in (kept or {}).items():
             lt = self.live.get(tid)
             if lt is not None:
@@ -120,10 +121,11 @@ class TrialLifecycle:
             return None
         lt = self.live[trial.id]
         lt.state, lt.slot, lt.kind = TrialState.RUNNING, slot.id, slot.kind
-        lt.started, lt.ended, lt.epoch, lt.data_wait = now, None, 0, math.nan
+        lt.started, lt.ended, lt.epoch, lt.epochs_total, lt.data_wait = now, None, 0, 0, math.nan
         lt.reporting_since = lt.vram_seen = math.nan
         lt.last_progress = now
         lt.steps.clear()  # a retry's log goes on after the failed attempt's: the reason stays readable
+        self._points.pop(trial.id, None)
         return trial
 
     def started(self, trial_id: str, t: float) -> None:
@@ -141,10 +143,10 @@ class TrialLifecycle:
             self.started(trial_id, t)
             return Heard("started")
         if kind == "epoch":
-            self.epoch(trial_id, int(msg["step"]), msg["metrics"], t)
+            self.epoch(trial_id, int(msg["step"]), msg["metrics"], t, msg.get("epochs_total"))
             return Heard("progress")
         if kind == "metric":
-            self.metric(trial_id, msg["key"], int(msg["step"]), msg["value"], t)
+            self.metric(trial_id, msg["key"], int(msg["step"]), msg["value"], t, msg.get("epochs_total"))
             return Heard("progress")
         if kind == "log":
             self.log(trial_id, str(msg.get("line", "")))
@@ -167,16 +169,33 @@ class TrialLifecycle:
         if lt is not None:
             lt.last_progress = now
 
-    def epoch(self, trial_id: str, step: int, metrics: dict[str, Any], t: float) -> None:
+    def epoch(self, trial_id: str, step: int, metrics: dict[str, Any], t: float, total: Any = None) -> None:
         lt = self.live[trial_id]
         for key, value in metrics.items():
-            lt.steps.append((key, step, _float(value), t))
-        lt.epoch = step
+            self._point(lt, key, step, value, t)
+        self._progress(lt, step, total)
 
-    def metric(self, trial_id: str, key: str, step: int, value: Any, t: float) -> None:
+    def metric(self, trial_id: str, key: str, step: int, value: Any, t: float, total: Any = None) -> None:
         lt = self.live[trial_id]
-        lt.steps.append((key, step, _float(value), t))
+        self._point(lt, key, step, value, t)
+        self._progress(lt, step, total)
+
+    def _point(self, lt: LiveTrial, key: str, step: int, value: Any, t: float) -> None:
+        """One value per key and step: a later value for a step (the same epoch) replaces the earlier one."""
+        index = self._points.setdefault(lt.trial.id, {})
+        point = (key, step, _float(value), t)
+        i = index.get((key, step))
+        if i is not None and i < len(lt.steps) and lt.steps[i][:2] == (key, step):
+            lt.steps[i] = point
+        else:
+            index[(key, step)] = len(lt.steps)
+            lt.steps.append(point)
+
+    @staticmethod
+    def _progress(lt: LiveTrial, step: int, total: Any) -> None:
         lt.epoch = max(lt.epoch, step)
+        if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+            lt.epochs_total = total
 
     def data_wait(self, trial_id: str, fraction: Any, t: float, epoch_fraction: Any = None, epoch: int = 0
                   ) -> None:
@@ -291,6 +310,7 @@ class TrialLifecycle:
 
     def _end(self, lt: LiveTrial, state: TrialState, ended: float, reason: str | None,
              metrics: dict[str, Any] | None = None) -> Outcome:
+        self._points.pop(lt.trial.id, None)
         lt.state, lt.ended, lt.reason = state, ended, reason
         lt.metrics = {k: _float(v) for k, v in (metrics or {}).items()}
         return Outcome(lt.trial.id, state, commit=True)

@@ -23,6 +23,7 @@ class LiveTrial:
     started: float | None = None
     ended: float | None = None
     epoch: int = 0
+    epochs_total: int = 0  # the epochs it says it runs (a command's `epoch 3/6`); 0 when it has not said
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     data_wait: float = float("nan")  # rolling data-wait fraction reported by the worker's prefetch loader
@@ -92,10 +93,10 @@ def progress_of(live: dict[str, LiveTrial], slots: int, started_at: float, pause
 
 
 def _running_time(lt: LiveTrial, now: float) -> TrialTime:
-    """A running trial, with its whole duration projected from the pace of the epochs it reported, when its
-    config says how many epochs it runs."""
+    """A running trial, with its whole duration projected from the pace of the epochs it reported, when it
+    said how many epochs it runs (`epoch 3/6`) or its config does."""
     started = lt.started if lt.started is not None else now
-    total = lt.trial.config.get("epochs")
+    total = lt.epochs_total or lt.trial.config.get("epochs")
     epoch_at = lt.steps[-1][3] if lt.steps else None
     projected, done = None, 0.0
     if isinstance(total, int) and total > 0 and 0 < lt.epoch <= total and epoch_at is not None:

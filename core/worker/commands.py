@@ -1,9 +1,10 @@
 """Command trainables: an unmodified script, its arguments filled from the trial config, no shell.
 
 Its output is parsed line by line (gridwatch.worker.parse): `key: value`, `key=value`, multi-word keys,
-`| key value |` fields, JSON lines and tqdm postfixes, plus the model's metrics_regex patterns. Each value is
-a step and the last one the final result; counters (step, epoch, ...) are the x-axis, never metrics. Lines
-are kept up to LINE_MAX characters: a script that prints 50 MB on one line costs no more than a short one.
+`| key value |` fields, JSON lines and tqdm postfixes, plus the model's metrics_regex patterns. Counters (step,
+epoch, ...) are never metrics; an epoch counter is the x-axis of the curves, and per-batch values (a tqdm bar's
+postfix) stay out of them (gridwatch.worker.epochs). Each key's last value is the final result. Lines are kept
+up to LINE_MAX characters: a script that prints 50 MB on one line costs no more than a short one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import deque
 from typing import IO, Any, Protocol
 
 from gridwatch.telemetry.pressure import OomWatch
+from gridwatch.worker.epochs import EpochSteps
 from gridwatch.worker.parse import MetricParser
 from gridwatch.worker.peak import says_oom
 
@@ -79,18 +81,16 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
         raise CommandError(f"command not found: {args[0]}") from None
     except PermissionError:
         raise CommandError(f"command not executable: {args[0]}") from None
-    final: dict[str, float] = {}
-    steps: dict[str, int] = {}
+    steps = EpochSteps()
     last: deque[str] = deque(maxlen=LAST_LINES)
     assert proc.stdout is not None
     try:
         for line in read_lines(proc.stdout):
             last.append(line)
             chan.send("log", trial_id=trial["id"], stream="stdout", line=line)
-            for key, value in parser.parse(line).metrics.items():
-                steps[key] = steps.get(key, 0) + 1
-                final[key] = value
-                chan.send("metric", trial_id=trial["id"], key=key, value=value, step=steps[key])
+            for key, step, value in steps.points(parser.parse(line)):
+                total = {"epochs_total": steps.total} if steps.total else {}
+                chan.send("metric", trial_id=trial["id"], key=key, value=value, step=step, **total)
     finally:
         code = proc.wait()
         proc.stdout.close()
@@ -98,6 +98,7 @@ def run_command(trial: dict[str, Any], chan: Sender) -> dict[str, float]:
         how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         oom = says_oom("\n".join(last)) or (code == -signal.SIGKILL and oom_watch.struck())
         raise CommandError(f"command {how}" + (" (out of memory)" if oom else "") + _last_words(last), oom=oom)
+    final = steps.final
     if not final:
         raise CommandError("no metric in its output" + _last_words(last) + f". Understood: {FORMATS}; or give "
                            "the model a metrics_regex with named groups, e.g. 'acc (?P<acc>[0-9.]+)'")

@@ -21,7 +21,7 @@ from typing import IO, Any
 from gridwatch.grid.locate import load_trainable
 from gridwatch.worker import commands, prefetch, protocol, reaper, trialdir
 from gridwatch.worker.commands import LINE_MAX
-from gridwatch.worker.metrics import clean_metrics, split_values
+from gridwatch.worker.metrics import clean_metrics, split_step, split_values
 from gridwatch.worker.peak import PeakMeter, is_oom, own_rss, release_gpu_memory
 
 LEFTOVER_GRACE_S = 1.0  # a process a trial left running gets SIGTERM, then SIGKILL this much later
@@ -133,8 +133,11 @@ def run_python(chan: Channel, trial: dict[str, Any]) -> dict[str, Any]:
     step = 0
 
     def report(**metrics: Any) -> None:
+        """`report(epoch=3, val_acc=...)`: an `epoch` (else `step`) is the x-axis, not a metric; without one,
+        each call is the next step."""
         nonlocal step
-        step += 1
+        given, metrics = split_step(metrics)
+        step = step + 1 if given is None else given
         values, _ = clean_metrics(metrics)
         chan.send("epoch", trial_id=trial["id"], step=step, metrics=values)
 

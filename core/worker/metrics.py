@@ -56,3 +56,26 @@ def split_values(raw: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]
         else:
             other[name] = f"a {type(value).__name__}: not a number, not kept"
     return metrics, other
+
+
+COUNTERS = ("epoch", "step")  # the x-axis of `report`'s values, in this order of preference; never metrics
+
+
+def epoch_index(value: float) -> int | None:
+    """A counter as a step: a whole number as it is, a fraction as the epoch it is part of (Hugging Face's
+    `epoch: 0.27` -> 1); None for what is no count (negative, NaN, inf)."""
+    if not math.isfinite(value) or value < 0:
+        return None
+    return math.ceil(value)
+
+
+def split_step(raw: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+    """(the step `report(epoch=3, ...)` names, the rest): a numeric `epoch`, else `step`, is the x-axis of the
+    other values; both counters leave the metrics, as a command's counters do."""
+    for name in COUNTERS:
+        value = raw.get(name)
+        number = None if value is None or isinstance(value, bool) else to_number(value)
+        step = None if number is None else epoch_index(number)
+        if step is not None:
+            return step, {k: v for k, v in raw.items() if k not in COUNTERS}
+    return None, raw

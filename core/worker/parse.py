@@ -4,9 +4,13 @@ A line gives metrics (what to plot and rank) and counters (step, epoch, ...: the
 What only looks numeric -- dates, clock times, versions, paths, URLs, tqdm's bar and rate, argparse's
 `Namespace(...)` echo -- is blanked out or skipped before the key/value scan, so it cannot become a metric.
 Keys are lower-cased, and runs of spaces, dots, dashes and slashes inside them become "_" (`Val-Acc` ->
-`val_acc`). Counter names are canonical: `steps` -> `step`, `iteration`/`it` -> `iter`, `batches` -> `batch`.
+`val_acc`). Counter names are canonical: `steps` -> `step`, `iteration`/`it` -> `iter`, `batches` -> `batch`;
+`epochs` stays `epochs` (`epochs: 10` is how a script echoes its setting, not the epoch it is in).
 A JSON object line gives its numbers; nested objects are flattened with "_" (`{"val": {"loss": 1}}` ->
-`val_loss`), a nested counter word is still a counter. Standard library only: it runs inside the worker.
+`val_loss`), a nested counter word is still a counter. A counter's total is kept too (`epoch 3/6`,
+`Epoch [3/6]`; a line that starts with `[3/6]` and gives metrics counts epoch 3 of 6), and a tqdm bar caught
+mid-way (`45%|####5 | 45/100`) is marked, so its values can be told from an epoch's. Standard library only: it
+runs inside the worker.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CANON = {
-    "step": "step", "steps": "step", "global_step": "global_step", "epoch": "epoch", "epochs": "epoch",
+    "step": "step", "steps": "step", "global_step": "global_step", "epoch": "epoch", "epochs": "epochs",
     "iter": "iter", "iters": "iter", "iteration": "iter", "iterations": "iter", "it": "iter",
     "batch": "batch", "batches": "batch", "update": "update", "updates": "update", "round": "round",
     "fold": "fold",
@@ -36,9 +40,12 @@ COUNTER_WORD = r"(?:" + "|".join(sorted(CANON, key=len, reverse=True)) + r")\b"
 KEY_VALUE = re.compile(rf"(?<![\w.@/-])['\"]?({KEY})['\"]?\s*[:=]\s*({NUMBER}){UNIT}{END}", re.I)
 FIELD = re.compile(rf"\s*({KEY})(?:\s*[:=]\s*|\s+)({NUMBER}){UNIT}(?:\s*\(\s*{NUMBER}{UNIT}\s*\))?\s*", re.I)
 COUNTER = re.compile(
-    rf"(?<![\w.@/-])({COUNTER_WORD})\s*(?:[:=]\s*)?(?:\[\s*)?(\d+(?:\.\d+)?)(?:\s*/\s*\d+)?(?![\w%/]|\.\w|-\d)", re.I
+    rf"(?<![\w.@/-])({COUNTER_WORD})\s*(?:[:=]\s*)?(?:\[\s*)?(\d+(?:\.\d+)?)(?:\s*/\s*(\d+))?(?![\w%/]|\.\w|-\d)",
+    re.I,
 )
-COUNT_OF = re.compile(rf"(?<![\w.])(\d+)\s*/\s*\d+\s+({COUNTER_WORD})", re.I)  # `200/ 2983 batches`
+COUNT_OF = re.compile(rf"(?<![\w.])(\d+)\s*/\s*(\d+)\s+({COUNTER_WORD})", re.I)  # `200/ 2983 batches`
+LEADING_COUNT = re.compile(r"\s*\[\s*(\d+)\s*/\s*(\d+)\s*\](?:\s*\[\s*(\d+)\s*/\s*\d+\s*\])?")  # `[3/6][50/1583]`
+TQDM_BAR = re.compile(r"(?<!\d)(\d+)%\|[^|]*\|(?:\s*(\d+)/(\d+)(?![\d.]))?")  # `45%|####5 | 45/100`
 NOISE = re.compile(
     "|".join([
         r"\x1b\[[0-9;?]*[A-Za-z]",  # terminal colours and cursor moves
@@ -58,6 +65,8 @@ JSON_DEPTH = 4  # deeper objects are dropped, not flattened
 class Parsed:
     metrics: dict[str, float] = field(default_factory=dict)  # metric name -> value found on this line
     counters: dict[str, float] = field(default_factory=dict)  # step, epoch, ... found on this line
+    totals: dict[str, float] = field(default_factory=dict)  # a counter's N where the line says `epoch 3/6`
+    bar: float | None = None  # a tqdm bar's share done (1.0: finished); None: the line is no tqdm bar
 
     def put(self, raw_key: str, value: float, overwrite: bool = False) -> None:
         """A key is a counter when it is a counter word, or several words ending in one (`Train Epoch`)."""
@@ -87,6 +96,9 @@ class MetricParser:
     def parse(self, line: str) -> Parsed:
         text = last_segment(line)
         out = Parsed()
+        if bar := TQDM_BAR.search(text):
+            n, total = bar[2], bar[3]
+            out.bar = float(n) / float(total) if n and float(total) > 0 else float(bar[1]) / 100
         # Not results: argparse's echo of the hyperparameters, warnings and exceptions (`UserWarning: ...`),
         # and call-like text such as `Adam(lr=0.001)` or a signature `add_(Tensor other, *, Number alpha = 1)`.
         if "Namespace(" not in text and not RAISED.search(text):
@@ -131,9 +143,23 @@ def parse_builtin(text: str, out: Parsed) -> None:
             if found := FIELD.fullmatch(part):
                 out.put(found[1], float(found[2]))
     for match in COUNTER.finditer(text):
-        out.counters.setdefault(CANON[match[1].lower()], float(match[2]))
+        _count(out, CANON[match[1].lower()], match[2], match[3])
     for match in COUNT_OF.finditer(text):
-        out.counters.setdefault(CANON[match[2].lower()], float(match[1]))
+        _count(out, CANON[match[3].lower()], match[1], match[2])
+    if out.metrics and "epoch" not in out.counters and (lead := LEADING_COUNT.match(text)):
+        if float(lead[1]) <= float(lead[2]):  # `[3/6] loss: 0.4`: epoch 3 of 6 (`[0/5][50/1583]`: and batch 50)
+            _count(out, "epoch", lead[1], lead[2])
+            if lead[3] is not None:
+                _count(out, "batch", lead[3], None)
+
+
+def _count(out: Parsed, name: str, value: str, total: str | None) -> None:
+    """The first mention of a counter on a line wins, with its total when it has one."""
+    if name in out.counters:
+        return
+    out.counters[name] = float(value)
+    if total is not None and float(total) > 0:
+        out.totals[name] = float(total)
 
 
 def parse_json(text: str, out: Parsed) -> bool:

@@ -4,6 +4,9 @@ Parent -> worker (stdin):  run {trial}, shutdown
 Worker -> parent (its own pipe, the worker's original stdout; user prints never reach it):
   hello, trial_started, epoch, metric, log, trial_finished, trial_failed,
   telemetry (data-wait figures from gridwatch.prefetch), memory_probe (a trial's RSS and VRAM after a second)
+`epoch` {step, metrics} and `metric` {key, value, step}: `step` is the x-axis (the epoch where the trainable
+names it); a value for a key and step already sent replaces it. Optional `epochs_total`: the epochs the trial
+says it runs (a command's `epoch 3/6`). Optional fields are added, never required: older peers ignore them.
 """
 
 from __future__ import annotations

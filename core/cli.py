@@ -6,11 +6,12 @@ Exit codes: 0 all trials succeeded, 1 some failed, 2 bad input, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from gridwatch import __version__
 from gridwatch.grid.spec import DeviceSpec, GridSpec, SpecError
@@ -36,6 +37,9 @@ from gridwatch.run.progress import Progress, format_seconds
 from gridwatch.run.session import RunSession
 from gridwatch.telemetry.starvation import Verdict
 from gridwatch.worker.trialdir import LOG_NAME
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -328,19 +332,57 @@ def cmd_runs() -> int:
     return EXIT_BAD_INPUT if unreadable else EXIT_OK
 
 
+class ReaderGoneOut(io.RawIOBase):
+    """Standard output or error that outlives its reader: once the pipe is closed (`| head`), the rest goes to
+    /dev/null instead of raising BrokenPipeError at whichever print comes next, so the command still finishes
+    its work (every trial, the results file) and exits with its own code."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fd)
+
+    def write(self, data: ReadableBuffer) -> int:
+        try:
+            return os.write(self.fd, data)
+        except BrokenPipeError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.fd)  # later writes, children's and Qt's too, go nowhere without an error
+            os.close(null)
+            return memoryview(data).nbytes
+
+
+def outlive_reader(stream: TextIO) -> TextIO:
+    """`stream` (sys.stdout or sys.stderr) as it was, writing through a ReaderGoneOut."""
+    try:
+        stream.flush()
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # none (closed before the start), or no file: left as it is
+        return stream
+    raw = io.BufferedWriter(ReaderGoneOut(fd))
+    return io.TextIOWrapper(raw, encoding=stream.encoding, errors=stream.errors,
+                            line_buffering=bool(stream.line_buffering),
+                            write_through=getattr(stream, "write_through", False))
+
+
 def exit_after(argv: list[str] | None = None) -> NoReturn:
     """Run the command, then leave without the interpreter's teardown: everything is printed and every
     results file closed, and with Qt, psutil and sqlite loaded the teardown costs each run CPU for nothing
     (the slot workers end the same way)."""
-    try:
-        code = main(argv)
-    except BrokenPipeError:  # `gridwatch report ... | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = EXIT_OK
+    sys.stdout, sys.stderr = outlive_reader(sys.stdout), outlive_reader(sys.stderr)
+    code = main(argv)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except OSError:  # a closed pipe (`| head`): nothing more can reach the reader anyway
+        except (AttributeError, OSError):  # none (`>&-`), or a failing device: nothing more can reach anyone
             pass
     os._exit(code)
 

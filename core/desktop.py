@@ -113,50 +113,120 @@ def _check_resources() -> None:
             raise DesktopError(f"{source}: the package is missing its icon file (reinstall gridwatch)")
 
 
-def _write(path: Path, data: bytes) -> None:
+def _not_a_folder(path: Path) -> str:
+    return f"{path} is a file, not a folder" if path.is_file() else f"{path} is not a folder"
+
+
+def _problem(target: Path) -> str | None:
+    """Why `target` cannot be written, found before anything is written: a file where a folder must be, a
+    folder where the file must be, or no write permission; None when nothing stands in the way."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        if target.is_dir():
+            return f"{target} is a folder, not a file"
+        if target.exists():
+            return None if os.access(target, os.W_OK) else f"{target} is not writable"
+        for folder in target.parents:  # the nearest that is there decides
+            if folder.is_dir():
+                return None if os.access(folder, os.W_OK | os.X_OK) else f"{folder} is not writable"
+            if folder.exists() or folder.is_symlink():
+                return _not_a_folder(folder)
+    except OSError as exc:  # a folder on the way that cannot be looked into
+        return f"{exc.filename or target}: {exc.strerror or exc}"
+    return None
+
+
+def _reason(path: Path, exc: OSError) -> str:
+    """The plain reason an operation on `path` failed: what stands in its way where that is the cause."""
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a folder, not a file"
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        for where in [path, *path.parents]:
+            if (where.exists() or where.is_symlink()) and not where.is_dir():
+                return _not_a_folder(where)
+    return str(exc.strerror or exc)
+
+
+def _write_all(files: dict[Path, bytes]) -> None:
+    """Write every file or none: each target is checked first, and a write that still fails (a full disk)
+    puts back what was there before, and removes the folders made for it."""
+    for target in files:
+        problem = _problem(target)
+        if problem:
+            raise DesktopError(f"cannot write {target}: {problem}")
+    before: dict[Path, bytes | None] = {}
+    made: list[Path] = []
+    try:
+        for target, data in files.items():
+            missing = [f for f in reversed(target.parents) if not f.is_dir()]
+            for folder in missing:
+                folder.mkdir()
+                made.append(folder)
+            before[target] = target.read_bytes() if target.exists() else None
+            target.write_bytes(data)
     except OSError as exc:
-        where = exc.filename or path
-        raise DesktopError(f"cannot write {where}: {exc.strerror or exc}") from None
+        failed = Path(exc.filename) if exc.filename else target
+        _put_back(before, made)
+        raise DesktopError(f"cannot write {failed}: {_reason(failed, exc)}") from None
+
+
+def _put_back(before: dict[Path, bytes | None], made: list[Path]) -> None:
+    for target, old in before.items():
+        try:
+            if old is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.write_bytes(old)
+        except OSError:
+            pass
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def install(data: Path | None = None, refresh: bool = True) -> Installed:
     data = data or data_home()
     _check_resources()
     command = launcher()
-    written = []
-    for source, target in targets(data).items():
-        _write(target, source.read_bytes())
-        written.append(target)
-    _write(entry_path(data), entry_text(command).encode())
-    written.append(entry_path(data))
-    return Installed(written, command, refresh_caches(data) if refresh else [])
+    files = {target: source.read_bytes() for source, target in targets(data).items()}
+    files[entry_path(data)] = entry_text(command).encode()
+    _write_all(files)
+    return Installed(list(files), command, refresh_caches(data) if refresh else [])
 
 
-def uninstall(data: Path | None = None, refresh: bool = True) -> list[Path]:
-    """Remove exactly the files `install` writes, and the icon-size folders they leave empty; other files
-    and folders stay. The paths removed."""
+@dataclass(frozen=True)
+class Uninstalled:
+    removed: list[Path]
+    left: list[str]  # "PATH: reason" for each of our files that is still there
+
+
+def uninstall(data: Path | None = None, refresh: bool = True) -> Uninstalled:
+    """Remove exactly the files `install` writes, and the icon-size folders that removing them emptied;
+    other files and folders stay. A file that cannot be removed is reported and the others still go."""
     data = data or data_home()
-    removed = []
+    removed: list[Path] = []
+    left: list[str] = []
     for path in [entry_path(data), *targets(data).values()]:
         try:
             path.unlink()
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue  # not there, cannot be there (a file where its folder must be), or a folder: not ours
         except OSError as exc:
-            raise DesktopError(f"cannot remove {path}: {exc.strerror or exc}") from None
+            left.append(f"{path}: {_reason(path, exc)}")
+            continue
         removed.append(path)
-    for folder in {p.parent for p in targets(data).values()}:  # hicolor/NxN/apps, and NxN, when left empty
-        for empty in (folder, folder.parent):
-            try:
-                empty.rmdir()
-            except OSError:
-                break
+    icons = set(targets(data).values())
+    for path in removed:
+        if path in icons:  # hicolor/NxN/apps, then NxN, when this left them empty
+            for folder in (path.parent, path.parent.parent):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
     if removed and refresh:
         refresh_caches(data)
-    return removed
+    return Uninstalled(removed, left)
 
 
 def refresh_caches(data: Path) -> list[str]:
@@ -231,16 +301,10 @@ def install_hint(sonames: list[str]) -> str:
 
 
 def run_install_desktop(remove: bool = False) -> int:
-    """The command: what it wrote or removed, one path a line; an error is one line and exit 2."""
+    """The command: what it wrote or removed, one path a line; an error is one line a path, and exit 2."""
+    if remove:
+        return _run_uninstall()
     try:
-        if remove:
-            removed = uninstall()
-            if not removed:
-                print(f"gridwatch: no desktop entry or icon to remove under {data_home()}")
-            else:
-                print(f"gridwatch: removed the desktop entry and icon ({len(removed)} files):")
-                print("\n".join(f"  {p}" for p in removed))
-            return EXIT_OK
         done = install()
     except DesktopError as exc:
         print(f"gridwatch: error: {exc}", file=sys.stderr)
@@ -252,3 +316,15 @@ def run_install_desktop(remove: bool = False) -> int:
         print(f"refreshed: {', '.join(done.refreshed)}")
     print("undo with: gridwatch install-desktop --uninstall")
     return EXIT_OK
+
+
+def _run_uninstall() -> int:
+    done = uninstall()
+    if done.removed:
+        print(f"gridwatch: removed the desktop entry and icon ({len(done.removed)} files):")
+        print("\n".join(f"  {p}" for p in done.removed))
+    elif not done.left:
+        print(f"gridwatch: no desktop entry or icon to remove under {data_home()}")
+    for line in done.left:
+        print(f"gridwatch: error: cannot remove {line}", file=sys.stderr)
+    return EXIT_BAD_INPUT if done.left else EXIT_OK

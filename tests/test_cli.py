@@ -5,6 +5,10 @@ import io
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -12,6 +16,7 @@ from helpers import (
     REPO,
     alive,
     cli,
+    cli_env,
     cli_popen,
     descendants,
     finished_ids,
@@ -98,6 +103,61 @@ def test_failed_trial_gives_exit_1(outside):
     g = grid(outside, '[[model]]\nname = "f"\ntrainable = "fit.py:train"\n')
     r = cli("run", str(g), "--db", str(outside / "r.db"), cwd=outside)
     assert r.returncode == 1 and "RuntimeError: no" in r.stdout
+
+
+# Each trial writes more output than a pipe holds (64 KiB), then fails once the file config["gate"] exists (the
+# 120 s cap only keeps a broken test from hanging).
+FAIL_AT_GATE = """
+import os, time
+def fit(config):
+    for n in range(1500):
+        print(f"line {n} " + "x" * 90)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(config["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    raise RuntimeError("no")
+"""
+
+
+def first_line_then_close(*args: str, cwd: Path, stderr: int | IO[str]) -> tuple[str, int]:
+    """Run the CLI with stdout a pipe that is closed after its first line, as `| head -1` does; the first
+    line, and the exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", "gridwatch", *args], cwd=cwd, env=cli_env(cwd),
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        (cwd / "gate").touch()  # only now may the trials end: what is said about them meets a closed pipe
+        return first, proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_a_reader_that_leaves_early_keeps_the_exit_code_and_every_trial(outside):
+    """`gridwatch run grid.toml 2>&1 | head -1`: the pipe closes after the first line, before any trial ends;
+    the run still ends every trial and exits 1. `gridwatch logs ... | head -1` goes on past the closed pipe."""
+    write(outside / "fit.py", FAIL_AT_GATE)
+    g = grid(outside, f'[[model]]\nname = "f"\ntrainable = "fit.py:fit"\n[model.fixed]\ngate = "{outside / "gate"}"\n')
+    db = outside / "r.db"
+    first, code = first_line_then_close("run", str(g), "--db", str(db), cwd=outside, stderr=subprocess.STDOUT)
+    assert first.startswith("gridwatch: "), first
+    assert code == 1, "both trials failed: exit 1, as without the pipe"
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT id, fold, state, reason FROM trials ORDER BY fold").fetchall()
+    finally:
+        conn.close()
+    assert [row[1:] for row in rows] == [(0, "failed", "RuntimeError: no"), (1, "failed", "RuntimeError: no")]
+
+    with open(outside / "stderr.txt", "w+", encoding="utf-8") as err:
+        first, code = first_line_then_close("logs", str(db), rows[0][0], cwd=outside, stderr=err)
+        err.seek(0)
+        said = err.read()
+    assert first == "line 0 " + "x" * 90 + "\n"
+    assert code == 0 and said == f"-- {rows[0][0]}: failed: RuntimeError: no\n", said
 
 
 def test_ctrl_c_stops_workers_keeps_results_and_resume_runs_the_rest(outside):

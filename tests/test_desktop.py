@@ -1,7 +1,8 @@
 """`gridwatch install-desktop`: the menu entry and icon, and the window's own checks before Qt starts.
 
 - install writes the entry and every icon under $XDG_DATA_HOME, the entry launching this installation's
-  `gridwatch-gui` by absolute path; uninstall removes exactly those; an unwritable folder is one line, exit 2;
+  `gridwatch-gui` by absolute path, or nothing: a blocked target is one line naming what blocks it, exit 2;
+  uninstall removes exactly those and the icon folders it emptied, going on past any it cannot remove;
 - a missing system library of Qt's xcb plugin is one line naming the Debian package, not Qt's abort;
 - from a fresh venv (the wheel installed, as a stranger gets it): the entry passes `desktop-file-validate`, and
   its Exec line opens the window under Xvfb: the window appears with the class the entry names and the icon,
@@ -107,6 +108,7 @@ def test_install_writes_the_entry_and_every_icon(home: Path, capsys: pytest.Capt
 
 
 def test_uninstall_removes_exactly_what_install_wrote(home: Path, capsys: pytest.CaptureFixture[str]):
+    (home / "icons/hicolor/24x24/apps").mkdir(parents=True)  # empty, and not emptied by uninstall: it stays
     others = [write(home / "applications" / "other.desktop", "[Desktop Entry]\n"),
               write(home / "icons/hicolor/48x48/apps/other.png", "other"),
               write(home / "icons/hicolor/scalable/apps/other.svg", "<svg/>")]
@@ -121,7 +123,9 @@ def test_uninstall_removes_exactly_what_install_wrote(home: Path, capsys: pytest
     assert sorted(removed) == sorted(written)
     assert not any(p.exists() for p in written)
     assert all(p.is_file() for p in others), "uninstall removed files it did not write"
-    assert (home / "icons/hicolor/48x48/apps").is_dir() and not (home / "icons/hicolor/16x16").exists()
+    assert (home / "icons/hicolor/48x48/apps").is_dir() and (home / "icons/hicolor/24x24/apps").is_dir()
+    emptied = [home / f"icons/hicolor/{n}x{n}" for n in ICON_SIZES if n != 48]  # scalable/ holds other.svg
+    assert not any(folder.exists() for folder in emptied), "uninstall left the icon folders it emptied"
 
     assert cli.main(["install-desktop", "--uninstall"]) == 0
     assert "no desktop entry or icon to remove" in capsys.readouterr().out
@@ -135,9 +139,92 @@ def test_an_unwritable_folder_is_one_line_and_exit_2(tmp_path: Path, monkeypatch
     assert cli.main(["install-desktop"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.count("\n") == 1 and err.startswith("gridwatch: error: cannot write "), err
-    assert str(blocker) in err and "Not a directory" in err
+    first = blocker / "share/icons/hicolor/scalable/apps/gridwatch.svg"
+    assert err == f"gridwatch: error: cannot write {first}: {blocker} is a file, not a folder\n"
     assert blocker.read_text() == "not a folder"
+
+
+def all_paths(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*"))
+
+
+@pytest.mark.parametrize(("blocker", "reason"), [
+    ("applications", "is a file, not a folder"),
+    ("applications/gridwatch.desktop/", "is a folder, not a file"),
+    ("icons/hicolor/48x48/apps", "is a file, not a folder"),
+])
+def test_install_checks_every_target_first_and_writes_nothing_when_one_is_blocked(
+        home: Path, capsys: pytest.CaptureFixture[str], blocker: str, reason: str):
+    """The entry is written last: with its folder blocked, no icon may have been written before the error."""
+    where = home / blocker
+    if blocker.endswith("/"):
+        where.mkdir(parents=True)
+    else:
+        write(where, "a file")
+    target = where if blocker.endswith("/") else next(
+        t for t in [*desktop.targets(home).values(), desktop.entry_path(home)] if t.is_relative_to(where))
+    before = all_paths(home)
+    assert cli.main(["install-desktop"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"gridwatch: error: cannot write {target}: {where} {reason}\n"
+    assert all_paths(home) == before, "install wrote something although it could not write everything"
+
+
+def test_a_write_that_fails_midway_puts_back_what_was_there(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]):
+    old = write(home / "icons/hicolor/48x48/apps/gridwatch.png", "an earlier install")
+    before = all_paths(home)
+    entry = desktop.entry_path(home)
+    real_write = Path.write_bytes
+
+    def write_bytes(self: Path, data: bytes) -> int:  # the disk fills up at the entry, written last
+        if self == entry:
+            raise OSError(28, "No space left on device", str(self))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    assert cli.main(["install-desktop"]) == 2
+    assert capsys.readouterr().err == f"gridwatch: error: cannot write {entry}: No space left on device\n"
+    assert all_paths(home) == before
+    assert old.read_text() == "an earlier install"
+
+
+def test_uninstall_goes_past_an_entry_that_cannot_exist(home: Path, capsys: pytest.CaptureFixture[str]):
+    """A half install: the icons are there, and a file stands where the entry's folder must be."""
+    assert cli.main(["install-desktop"]) == 0
+    capsys.readouterr()
+    icons = list(desktop.targets(home).values())
+    shutil.rmtree(home / "applications")
+    write(home / "applications", "a file")
+    assert all(p.is_file() for p in icons)
+    assert cli.main(["install-desktop", "--uninstall"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert sorted(Path(line.strip()) for line in out.splitlines() if line.startswith("  /")) == sorted(icons)
+    assert all_paths(home) == [home / "applications", home / "icons", home / "icons/hicolor"]
+
+
+def test_uninstall_reports_a_file_it_cannot_remove_and_removes_the_rest(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["install-desktop"]) == 0
+    capsys.readouterr()
+    stuck = home / "icons/hicolor/48x48/apps/gridwatch.png"
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:  # as a read-only folder would (root ignores modes)
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert cli.main(["install-desktop", "--uninstall"]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"gridwatch: error: cannot remove {stuck}: Permission denied\n"
+    removed = [Path(line.strip()) for line in out.splitlines() if line.startswith("  /")]
+    assert len(removed) == len(ICON_SIZES) + 1 and stuck not in removed, out
+    assert desktop.entry_path(home) in removed and not any(p.exists() for p in removed)
+    assert stuck.is_file() and not (home / "icons/hicolor/16x16").exists()
 
 
 def test_a_relative_xdg_data_home_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -389,7 +476,7 @@ def _gridwatch_window(x_env: dict[str, str]) -> tuple[str, str, str] | None:
     """(id, title, class) of the mapped gridwatch main window, once it is there."""
     tree = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True, env=x_env, timeout=30)
     for wid, title, _instance, wm_class, width, _height in TOP_WINDOW.findall(tree.stdout):
-        if title.startswith("gridwatch") and int(width) > 200:
+        if (title == "gridwatch" or title.endswith(" — gridwatch")) and int(width) > 200:  # "GRID — gridwatch"
             info = subprocess.run(["xwininfo", "-id", wid], capture_output=True, text=True, env=x_env, timeout=30)
             if "Map State: IsViewable" in info.stdout:
                 return wid, title, wm_class

@@ -285,7 +285,7 @@ def test_open_run_then_resume_runs_only_the_unfinished(window, qtbot, outside):
     _start_gated(window, outside, "x = [1, 2, 3, 4]", free=4)  # four finish at once, the rest are held
     qtbot.waitUntil(lambda: window.session.progress().finished == 4 and len(running_workers(outside)) == 2,
                     timeout=60_000)
-    assert "ETA" in window.progress_label.text()
+    qtbot.waitUntil(lambda: "ETA" in window.progress_label.text(), timeout=10_000)
     window.stop_run()
     assert "ETA" not in window.progress_label.text(), "no ETA once Stop is pressed"
     qtbot.waitUntil(lambda: window.session.status is not None, timeout=30_000)

@@ -308,7 +308,7 @@ class MainWindow(QMainWindow):
         follower = Follower(store)
         try:  # damage the check on opening could not see shows up here, as the same one line
             following = is_live(store)
-            live, info, telemetry = follower.load()
+            live, info, telemetry = follower.load(following)
             verdicts, slots = store.verdicts(), store.slots()
         except StoreError as exc:
             store.close()

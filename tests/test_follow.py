@@ -260,8 +260,60 @@ def test_a_followed_run_whose_process_dies_ends_with_its_trials_stopped(tmp_path
         assert len(stopped) == 2 and set(stopped) <= set(changes.trials)
         assert not any(lt.state == TrialState.RUNNING for lt in live.values())
         store.close()
+        reopened = ResultStore(db, create=False)  # opened afterwards (Runs says "interrupted"): nothing runs
+        assert not is_live(reopened)
+        again, _, _ = Follower(reopened).load(following=False)
+        assert {str(again[tid].state) for tid in stopped} == {"stopped"}
+        reopened.close()
     finally:
         gate.touch()
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=30)
+
+
+def _store_with_a_run(tmp_path: Path) -> tuple[ResultStore, list[Any]]:
+    """A results file this process writes (it holds the lock, so a follower here sees a live run)."""
+    from gridwatch.grid import trials
+    from gridwatch.grid.spec import parse_grid
+
+    write(tmp_path / "t.py", "def fit(config):\n    return {}\n")
+    spec = parse_grid('[run]\nname="s"\nfolds=2\n[[model]]\nname="m"\ntrainable="t.py:fit"\n[model.grid]\nx=[1,2]\n',
+                      tmp_path / "g.toml")
+    ts = trials.expand(spec)
+    store = ResultStore(tmp_path / "w.gridwatch.db")
+    store.begin(spec, ts, ["cpu0"])
+    return store, ts
+
+
+def test_a_follower_misses_no_row_when_the_writer_deletes_its_newest(tmp_path: Path) -> None:
+    writer, ts = _store_with_a_run(tmp_path)
+    a, b = ts[0].id, ts[1].id
+    reader = ResultStore(writer.path, create=False)
+    follower = Follower(reader)
+    live, _, _ = follower.load(is_live(reader))
+    assert is_live(reader)
+    writer.mark_running(a, "cpu0", "cpu", 100.0)
+    writer.add_live([(a, "acc", 1, 0.5, 100.5)], [(a, 100.5, f"a{i}") for i in range(5)], [])
+    follower.poll()
+    assert list(live[a].log) == [f"a{i}" for i in range(5)]
+    writer.finish_trial(a, "finished", 101.0, {"acc": 0.5}, None, [("acc", 1, 0.5, 100.5)], "a-tail")  # drops a's lines
+    writer.mark_running(b, "cpu0", "cpu", 102.0)
+    writer.add_live([(b, "acc", 1, 0.7, 102.5)], [(b, 102.5, f"b{i}") for i in range(3)], [])
+    changes = follower.poll()
+    assert list(live[b].log) == ["b0", "b1", "b2"] and [line for _t, line in changes.logs] == ["b0", "b1", "b2"]
+    assert live[b].steps == [("acc", 1, 0.7, 102.5)] and list(live[a].log) == ["a-tail"]
+
+    # b retried between two polls: its first attempt's values go, the new one's arrive; a value sent again for the
+    # same step replaces it
+    writer.requeue(b, "worker died")
+    writer.mark_running(b, "cpu0", "cpu", 104.0)
+    writer.add_live([(b, "acc", 1, 0.1, 104.5)], [(b, 104.5, "retry")], [])
+    follower.poll()
+    assert live[b].steps == [("acc", 1, 0.1, 104.5)] and list(live[b].log) == ["retry"]
+    assert live[b].started == 104.0 and not live[b].metrics
+    writer.add_live([(b, "acc", 1, 0.2, 104.9)], [], [])
+    follower.poll()
+    assert live[b].steps == [("acc", 1, 0.2, 104.9)]
+    reader.close()
+    writer.close()

@@ -64,6 +64,9 @@ def _chmod_private(fd: int) -> None:
             pass  # someone else's file we may write: theirs to make private
 
 
+_HELD: set[str] = set()  # the lock files this process holds
+
+
 class WriterLock:
     """One writer per results file: an advisory lock (flock) on `<file>.lock`, held while a run writes, with
     the holder's pid in it for whoever is refused. Readers never take it. The kernel drops it when the holder
@@ -74,6 +77,7 @@ class WriterLock:
         self.db = db
         self.path = db.with_name(db.name + ".lock")
         self._unlock = weakref.finalize(self, _unlock, self.path, self._take())
+        _HELD.add(os.path.abspath(self.path))
 
     def _take(self) -> int:
         while True:
@@ -132,6 +136,8 @@ def lock_holder(db: Path) -> LockHolder | None:
     """Who holds `db`'s writer lock now, or None when nobody does; it never waits. A holder that died (even by
     kill -9) holds nothing: the kernel dropped its lock, whatever its lock file still says."""
     path = db.with_name(db.name + ".lock")
+    if os.path.abspath(path) in _HELD:  # ours: asking through the file could release it (flock emulated on NFS)
+        return LockHolder(os.getpid(), socket.gethostname())
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # never creates it
     except OSError:
@@ -169,6 +175,7 @@ def _flock_soon(fd: int) -> None:
 
 
 def _unlock(path: Path, fd: int) -> None:
+    _HELD.discard(os.path.abspath(path))
     try:
         os.unlink(path)  # still ours: only a holder removes it, and a taker checks that it locked what is there
     except OSError:

@@ -23,8 +23,9 @@ from gridwatch.telemetry.starvation import Verdict
 
 
 def is_live(store: ResultStore) -> bool:
-    """Another process is running this file now: its newest session is open and a live process holds its lock."""
-    return store.last_status() == "running" and lock_holder(store.path) is not None
+    """Another process is running this file now: its newest session is open and a live process holds its lock
+    (and it writes what a follower reads: a file of an older gridwatch has no change counter)."""
+    return store.has_rev and store.last_status() == "running" and lock_holder(store.path) is not None
 
 
 @dataclass
@@ -45,14 +46,19 @@ class Follower:
         self.rev = 0
         self.rows = {"steps": 0, "logs": 0, "telemetry": 0}
         self.version = -1
+        self.session = 0
         self._verdicts: list[tuple[Any, ...]] = []
+        self._points: dict[str, dict[tuple[str, int], int]] = {}  # trial id -> (key, step) -> index in its steps
 
-    def load(self) -> tuple[dict[str, LiveTrial], dict[str, Any], list[tuple[float, str, float]]]:
-        """The run so far: its trials, its info and its telemetry; later polls bring what is new."""
+    def load(self, following: bool = True) -> tuple[dict[str, LiveTrial], dict[str, Any],
+                                                     list[tuple[float, str, float]]]:
+        """The run so far: its trials, its info and its telemetry; later polls bring what is new. Not
+        `following` (a run that ended, or died): its running trials are shown stopped."""
         with self._moment():
             self.version = self.store.data_version()
+            self.session = self.store.newest_session()
             _, self.rev = self.store.trials_changed(0)
-            self.live, self.info = live_from_store(self.store, following=True)
+            self.live, self.info = live_from_store(self.store, following=following)
             for table in ("steps", "logs"):
                 self.rows[table] = self._last_rowid(table)
             telemetry, self.rows["telemetry"] = self.store.rows_after("telemetry", 0)
@@ -65,7 +71,9 @@ class Follower:
         return int(self.store.db.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()[0])
 
     def poll(self) -> Changes:
-        changes = Changes(ended=not is_live(self.store))  # asked first: a run seen ended has written its last
+        # Asked first: a run seen ended has written its last. A new session is another run of the file (a resume
+        # of a run that died): this follower's run has ended.
+        changes = Changes(ended=not is_live(self.store) or self.store.newest_session() != self.session)
         version = self.store.data_version()
         if version != self.version:
             self.version = version
@@ -85,19 +93,23 @@ class Follower:
                 continue
             lt = self.live.get(r.id)
             ended = r.state not in (TrialState.QUEUED, TrialState.RUNNING)
+            restarted = False
             if lt is None:
                 self.live[r.id] = live_trial(r, self.info, self.store.steps_with_time(r.id))
-            else:
-                restarted = r.state == TrialState.RUNNING and lt.state != TrialState.RUNNING
+            else:  # a new attempt: it was not running, or it started again between two polls
+                restarted = r.state == TrialState.RUNNING and (lt.state != TrialState.RUNNING
+                                                               or r.started != lt.started)
                 update(lt, r, self.store.steps_with_time(r.id) if ended else [] if restarted else None)
                 if restarted:
                     lt.log.clear()
+            if ended or lt is None or restarted:
+                self._points.pop(r.id, None)
             changes.trials.append(r.id)
         new_steps, self.rows["steps"] = self.store.rows_after("steps", self.rows["steps"])
         for tid, key, step, value, t in new_steps:
             lt = self.live.get(tid)
             if lt is not None and lt.state == TrialState.RUNNING:
-                lt.steps.append((key, step, value, t or 0.0))
+                self._put(lt, (key, step, value, t or 0.0))
                 if key != "data_wait":
                     lt.epoch = max(lt.epoch, step)
                 changes.epochs.add(tid)
@@ -113,6 +125,18 @@ class Follower:
         if keys != self._verdicts:
             self._verdicts = keys
             changes.verdicts = verdicts
+
+    def _put(self, lt: LiveTrial, point: tuple[str, int, float, float]) -> None:
+        """One value per key and step, as the run keeps them: a value sent again for a step replaces it."""
+        index = self._points.get(lt.id)
+        if index is None:
+            index = self._points[lt.id] = {(k, s): i for i, (k, s, _v, _t) in enumerate(lt.steps)}
+        i = index.get(point[:2])
+        if i is not None and i < len(lt.steps):
+            lt.steps[i] = point
+        else:
+            index[point[:2]] = len(lt.steps)
+            lt.steps.append(point)
 
     @contextmanager
     def _moment(self) -> Iterator[None]:

@@ -220,10 +220,19 @@ class ResultStore:
                 self.db.execute(TRIAL_REV)
             self.db.execute(TRIAL_REV_INDEX)
         self._rev = int(self.db.execute("SELECT COALESCE(MAX(rev), 0) FROM trials").fetchone()[0])
+        # Rows of `steps` and `logs` get rowids from these counters, never reused while this writer runs:
+        # SQLite's own would reuse a deleted newest row's, and a reader following by rowid would skip the row.
+        self._rowids = {t: int(self.db.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {t}").fetchone()[0])
+                        for t in ("steps", "logs")}
 
     def _next_rev(self) -> int:
         self._rev += 1
         return self._rev
+
+    def _numbered(self, table: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        first = self._rowids[table]
+        self._rowids[table] = first + len(rows)
+        return [(first + i + 1, *r) for i, r in enumerate(rows)]
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -312,7 +321,7 @@ class ResultStore:
         with self.db:
             self.db.execute(
                 "UPDATE trials SET state='running', slot=?, device=?, started=?, ended=NULL, reason=NULL, "
-                "attempts=attempts+1, session_id=?, rev=? WHERE id=?",
+                "metrics=NULL, log_tail=NULL, peak_mem=NULL, attempts=attempts+1, session_id=?, rev=? WHERE id=?",
                 (slot, device, started, self.session_id, self._next_rev(), trial_id))
             self.db.execute("DELETE FROM steps WHERE trial_id=?", (trial_id,))  # an earlier attempt's
             self.db.execute("DELETE FROM logs WHERE trial_id=?", (trial_id,))
@@ -331,8 +340,8 @@ class ResultStore:
         included) and its log tail (its live log lines give way to it), or none of it."""
         with self.db:
             self.db.execute("DELETE FROM steps WHERE trial_id=?", (trial_id,))
-            self.db.executemany("INSERT OR REPLACE INTO steps (trial_id, key, step, value, t) "
-                                "VALUES (?, ?, ?, ?, ?)", [(trial_id, *s) for s in steps])
+            self.db.executemany("INSERT OR REPLACE INTO steps (rowid, trial_id, key, step, value, t) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", self._numbered("steps", [(trial_id, *s) for s in steps]))
             self.db.execute("DELETE FROM logs WHERE trial_id=?", (trial_id,))
             self.db.execute("UPDATE trials SET state=?, ended=?, metrics=?, reason=?, log_tail=?, peak_mem=?, rev=? "
                             "WHERE id=?", (state, ended, json.dumps(metrics), reason, log_tail, peak_mem,
@@ -345,9 +354,10 @@ class ResultStore:
         if not (steps or logs or telemetry):
             return
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO steps (trial_id, key, step, value, t) VALUES (?, ?, ?, ?, ?)",
-                                steps)
-            self.db.executemany("INSERT INTO logs (trial_id, t, line) VALUES (?, ?, ?)", logs)
+            self.db.executemany("INSERT OR REPLACE INTO steps (rowid, trial_id, key, step, value, t) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", self._numbered("steps", steps))
+            self.db.executemany("INSERT INTO logs (rowid, trial_id, t, line) VALUES (?, ?, ?, ?)",
+                                self._numbered("logs", logs))
             self.db.executemany("INSERT INTO telemetry (t, key, value) VALUES (?, ?, ?)", telemetry)
 
     def add_telemetry(self, rows: list[tuple[float, str, float]]) -> None:
@@ -498,6 +508,11 @@ class ResultStore:
             for sid in json.loads(r[0] or "[]"):
                 seen.setdefault(str(sid), None)
         return list(seen)
+
+    def newest_session(self) -> int:
+        """The newest session's id (0 before any): a resume of the file starts a new one."""
+        with self._reading():
+            return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM sessions").fetchone()[0])
 
     def last_status(self) -> str:
         """The newest session's status: done, failed, stopped, or running (a live run, or one that died)."""

@@ -22,6 +22,7 @@ from gridwatch.telemetry.sampler import Snapshot
 from gridwatch.telemetry.starvation import Verdict
 
 LIVE_EVERY_S = 1.0  # running trials' values, log lines and telemetry reach the file this often
+RESENT = 8  # points of a trial written again each time: its last epoch's, which a later value may replace
 LOG_LINES_PER_WRITE = 50  # per trial; a chattier trial's whole output is in its trial folder's log file
 
 
@@ -106,7 +107,9 @@ class Recorder:
         self._written = self.clock()
         steps = []
         for tid, lt in self._reported.items():
-            sent = self._sent.get(tid, 0)
+            # The last few points again: a later value for the same epoch replaces one in place (the file keeps
+            # one per key and step, and so does a reader following it).
+            sent = max(0, self._sent.get(tid, 0) - RESENT)
             steps += [(tid, *s) for s in lt.steps[sent:]]
             self._sent[tid] = len(lt.steps)
         self._reported = {}

@@ -6,6 +6,7 @@ reader sees before the gate opens, it saw while the trial was still running.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,15 @@ def gated_run(tmp_path: Path, trainable: str = GATED, devices: str = "cpu_slots 
         gate = "{gate}"
         """, folds=2, devices=devices)
     return g, gate, tmp_path / "r.gridwatch.db"
+
+
+def release(proc: subprocess.Popen[str], *gates: Path) -> None:
+    """Open the gates and end the CLI if it still runs: a failed test leaves nothing waiting."""
+    for gate in gates:
+        gate.touch()
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=30)
 
 
 def open_when_begun(db: Path) -> ResultStore:
@@ -114,10 +124,7 @@ def test_a_reader_sees_epochs_logs_and_telemetry_while_the_trials_still_run(tmp_
             assert list(live[tid].log) == list(lt.log)
         assert fresh[next(iter(fresh))].epoch == 2
     finally:
-        gate.touch()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+        release(proc, gate)
 
 
 def test_a_file_nobody_writes_is_not_live(tmp_path: Path) -> None:
@@ -207,12 +214,7 @@ def test_the_window_follows_a_cli_run_and_reopened_it_shows_the_same(qtbot: Any,
                  board_texts(window), len(window.monitor.host))
         assert again == at_end
     finally:
-        for lr in (1.0, 2.0):
-            for fold in (0, 1):
-                Path(f"{gate}-{lr}-{fold}").touch()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+        release(proc, *(Path(f"{gate}-{lr}-{fold}") for lr in (1.0, 2.0) for fold in (0, 1)))
         window.close()
 
 
@@ -237,10 +239,7 @@ def test_closing_the_window_leaves_the_followed_run_alone(qtbot: Any, tmp_path: 
         assert {r.state for r in store.trials()} == {"finished"} and store.last_status() == "done"
         store.close()
     finally:
-        gate.touch()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+        release(proc, gate)
 
 
 def test_a_followed_run_whose_process_dies_ends_with_its_trials_stopped(tmp_path: Path) -> None:
@@ -266,10 +265,7 @@ def test_a_followed_run_whose_process_dies_ends_with_its_trials_stopped(tmp_path
         assert {str(again[tid].state) for tid in stopped} == {"stopped"}
         reopened.close()
     finally:
-        gate.touch()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
+        release(proc, gate)
 
 
 def _store_with_a_run(tmp_path: Path) -> tuple[ResultStore, list[Any]]:

@@ -44,6 +44,8 @@ POWER_TIP = ("power: the board's power draw in watts, as NVML reports it (left a
              "temperature: the GPU's core temperature in °C (right axis).")
 
 
+LIVE_RATE_TIP = "Readings per second (1–20 Hz); an hour of history is kept"
+
 class AgoAxis(pg.AxisItem):
     """Time as "how long ago": a rolling window's axis never changes, so it is never redrawn."""
 
@@ -129,7 +131,7 @@ class MonitorView(QWidget):
         self.rate.setValue(4)
         self.rate.setSuffix(" Hz")
         self.window_pick.setToolTip("How much history the plots show")
-        self.rate.setToolTip("Readings per second (1–20 Hz); an hour of history is kept")
+        self.rate.setToolTip(LIVE_RATE_TIP)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Window"))
         bar.addWidget(self.window_pick)
@@ -303,6 +305,8 @@ class MonitorView(QWidget):
         """Back to live samples after showing a finished run."""
         if self.replaying:
             self.replaying = False
+            self.rate.setEnabled(True)
+            self.rate.setToolTip(LIVE_RATE_TIP)
             self._reset_rings(self.slots.names)
         self.starved = {}
 
@@ -315,6 +319,8 @@ class MonitorView(QWidget):
     def replay(self, rows: list[tuple[float, str, float]], slot_ids: list[str]) -> None:
         """Show a finished run's stored telemetry (1 Hz) instead of the live machine."""
         self.replaying = True
+        self.rate.setEnabled(False)  # the stored readings are 1 Hz; the rate is the live sampler's
+        self.rate.setToolTip("A run read from its results file: its telemetry was stored at 1 Hz")
         self._reset_rings(slot_ids)
         for snap in records.decode(rows):
             self._append(snap)

@@ -64,7 +64,8 @@ class TrialDetail(QWidget):
         for i, (key, (xs, ys)) in enumerate(series.items()):
             self.curves.plot(xs, ys, pen=pg.mkPen(PALETTE[i % len(PALETTE)], width=2), symbol="o",
                              symbolSize=4, name=key)
-        self.log.setPlainText("\n".join(lt.log) if lt.log else "(no output from this trial yet)")
+        quiet = "(no output from this trial yet)" if lt.ended is None else "(this trial printed nothing)"
+        self.log.setPlainText("\n".join(lt.log) if lt.log else quiet)
         self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
 
     def append_log(self, trial_id: str, line: str) -> None:

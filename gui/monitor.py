@@ -46,6 +46,7 @@ POWER_TIP = ("power: the board's power draw in watts, as NVML reports it (left a
 
 LIVE_RATE_TIP = "Readings per second (1–20 Hz); an hour of history is kept"
 
+
 class AgoAxis(pg.AxisItem):
     """Time as "how long ago": a rolling window's axis never changes, so it is never redrawn."""
 

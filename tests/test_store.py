@@ -112,3 +112,34 @@ def test_an_older_file_gains_the_live_tables_and_superseded_trials_stay_out_of_t
     live, _ = live_from_store(st)
     assert set(live) == {t.id for t in trials.expand(smaller)}, "superseded trials are not the run's"
     st.close()
+
+
+def test_a_writer_opened_beside_a_reader_in_one_process_keeps_its_wal_when_another_process_looks(tmp_path, grid):
+    """Opening (and closing) the results file by hand drops every POSIX lock this process holds on it, SQLite's
+    too: the window resuming a file it shows would lose its share of the WAL, and the next process to open and
+    close the file (`gridwatch runs`) would delete the WAL under the writer, losing what it writes."""
+    import subprocess
+    import sys
+
+    ts = trials.expand(grid)
+    path = tmp_path / "r.gridwatch.db"
+    first = ResultStore(path)
+    first.begin(grid, ts, ["cpu0"])
+    first.end_session("stopped")
+    first.close()
+    reader = ResultStore(path, create=False)  # the window shows the run...
+    assert reader.trials()
+    writer = ResultStore(path)  # ...and resumes it, in the same process
+    writer.begin(grid, ts, ["cpu0"])
+    reader.close()
+    look = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM trials'); c.close()"
+    subprocess.run([sys.executable, "-c", look, str(path)], check=True)  # `gridwatch runs` from a terminal
+    writer.mark_running(ts[0].id, "cpu0", "cpu", 100.0)
+    writer.finish_trial(ts[0].id, "finished", 101.0, {"loss": 0.5}, None, [], "")
+    assert os.path.exists(f"{path}-wal"), "the WAL the writer writes was deleted"
+    other = subprocess.run([sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+                            "\"SELECT state FROM trials WHERE id=?\", (sys.argv[2],)).fetchone()[0])",
+                            str(path), ts[0].id], check=True, capture_output=True, text=True)
+    assert other.stdout.strip() == "finished", "another process sees what the writer committed"
+    writer.end_session("done")
+    writer.close()

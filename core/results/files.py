@@ -36,24 +36,32 @@ def private_dir(folder: Path) -> None:
 
 def private_file(path: Path) -> None:
     """Create the results file 0600, or make an existing one (and its -wal, -shm) 0600: it is the user's alone.
-    SQLite gives the -wal and -shm files it creates the results file's mode."""
+    SQLite gives the -wal and -shm files it creates the results file's mode. A file that exists is never opened
+    here: closing any descriptor of a file drops every POSIX lock this process holds on it, SQLite's included,
+    so a connection this process has open on it (the window showing a run it then resumes) would lose its share
+    of the WAL, and the next process to close the file would delete the WAL under the writer."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        if path.is_dir():
+            raise StoreError(f"{path}: cannot create results file (Is a directory)") from None
     except OSError as exc:
         raise StoreError(f"{path}: cannot create results file ({exc.strerror})") from None
-    try:
-        _chmod_private(fd)
-    finally:
-        os.close(fd)
-    for side in ("-wal", "-shm"):
-        try:
-            fd = os.open(f"{path}{side}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue  # absent: SQLite makes it with the results file's mode
+    else:  # new: no connection has it open yet
         try:
             _chmod_private(fd)
         finally:
             os.close(fd)
+    for p in (str(path), f"{path}-wal", f"{path}-shm"):
+        try:
+            if stat.S_IMODE(os.stat(p).st_mode) != 0o600:
+                os.chmod(p, 0o600)
+        except FileNotFoundError:
+            continue  # absent: SQLite makes it with the results file's mode
+        except PermissionError:
+            pass  # someone else's file we may write: theirs to make private
+        except OSError as exc:
+            raise StoreError(f"{p}: cannot make results file private ({exc.strerror})") from None
 
 
 def _chmod_private(fd: int) -> None:

@@ -66,6 +66,8 @@ class GridEditor(QWidget):
     validity_changed = Signal(object)  # GridSpec or None
     run_again_requested = Signal(object)  # GridSpec: the shown run's grid, to run anew
     resume_requested = Signal(str)  # the shown run's results file, to finish its unfinished trials
+    _busy = False  # a run is running: the banner's actions wait
+    _can_resume = False  # the shown run's file may be resumed
     read_only_changed = Signal(bool)  # True: a run's grid is shown; False: back to editing
 
     def __init__(self) -> None:
@@ -181,12 +183,20 @@ class GridEditor(QWidget):
             self.path = self.run_path.with_suffix(".toml").resolve()
         name = self.run_path.name.removesuffix(SUFFIX) if self.run_path else "a past run"
         self.banner.label.setText(f"grid of run {name} (read-only)")
-        self.banner.resume.setEnabled(self.run_path is not None and can_resume)
+        self._can_resume = self.run_path is not None and can_resume
+        self.banner.resume.setEnabled(self._can_resume and not self._busy)
         was = self.read_only
         self._set_read_only(True)
         self.text.setPlainText(text)  # -> _on_text_edited: form and validation
         if not was:
             self.read_only_changed.emit(True)
+
+    def set_busy(self, busy: bool) -> None:
+        """While a run runs, the banner's actions wait: Run again and Resume would start another."""
+        self._busy = busy
+        self.banner.run_again.setEnabled(not busy and self.spec is not None)
+        self.banner.resume.setEnabled(not busy and self._can_resume)
+        self.banner.edit.setEnabled(not busy)
 
     def edit_mode(self) -> None:
         """Back to the editable grid, as it was before a run's grid was shown."""
@@ -333,7 +343,7 @@ class GridEditor(QWidget):
         self.spec, self.message = spec, f"{n} trials ({configs} configs × {spec.folds} folds)"
         self.status.setStyleSheet("color: palette(text);")
         self.status.setText(self.message)
-        self.banner.run_again.setEnabled(True)
+        self.banner.run_again.setEnabled(not self._busy)
         self.validity_changed.emit(spec)
 
     def _show_error(self, message: str) -> None:

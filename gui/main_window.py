@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from gridwatch.grid import trials
 from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
+from gridwatch.grid.trials import TrialState
 from gridwatch.gui.about import show_about
 from gridwatch.gui.diagnosis_view import DiagnosisView
 from gridwatch.gui.export import add_export_menu
@@ -256,6 +257,8 @@ class MainWindow(QMainWindow):
         self.detail.trials_folder = run_folder(planned.store.path) / "trials"
         session = planned.session(self)
         self.session = session
+        if self.editor.read_only:  # Run again of a shown run: the banner names the run now running
+            show_run_grid(self, self.editor, planned.store, can_resume=False)
         session.trial_started.connect(self._on_trial_changed)
         session.trial_ended.connect(self._on_trial_ended)
         session.epoch_reported.connect(self._on_epoch)
@@ -269,8 +272,21 @@ class MainWindow(QMainWindow):
         self.monitor.go_live()
         self.trials.set_badges({})
         self.trials.set_waiting({})
-        self.diagnosis.show_verdicts([])
-        self._show_run(session.trials(), spec, [s.id for s in planned.slots], time.time())
+        live = session.trials()
+        try:  # a resumed run shows what it keeps: its trials' curves, its verdicts, its time so far
+            self._earlier_wall = planned.store.sessions_time()
+            self._earlier_verdicts = planned.store.verdicts() if resume else []
+            kept = planned.store.all_steps() if resume else {}
+        except StoreError:
+            self._earlier_wall, self._earlier_verdicts, kept = 0.0, [], {}
+        for tid, steps in kept.items():
+            lt = live.get(tid)
+            if lt is not None and lt.state == TrialState.FINISHED and not lt.steps:
+                lt.steps = steps
+                lt.epoch = max((st for k, st, _v, _t in steps if k != "data_wait"), default=0)
+        self.diagnosis.show_verdicts(self._earlier_verdicts)
+        origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
+        self._show_run(live, spec, [s.id for s in planned.slots], origin)
         self.monitor.set_slots([s.id for s in planned.slots])
         session.start()
         self.statusBar().showMessage(f"Running {len(planned.trials)} trials on {len(planned.slots)} slots "
@@ -315,9 +331,11 @@ class MainWindow(QMainWindow):
             QMessageBox.critical(self, "Cannot open run", str(exc))
             return
         self.detail.trials_folder = run_folder(store.path) / "trials"
+        self.detail.show_trial(None)  # the last run's trial is not this one's
         self._close_store()
         self.store, self.session = store, None
         self.follower = follower if following else None
+        self._read_wall()
         self.trials.set_waiting({})
         slots += sorted({lt.slot for lt in live.values() if lt.slot and lt.slot not in slots})
         origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
@@ -335,6 +353,13 @@ class MainWindow(QMainWindow):
             self.follow_timer.start()
         self._update_actions()
 
+    def _read_wall(self) -> None:
+        try:
+            ran = self.store.sessions_time(time.time() if self.follower is not None else None) if self.store else 0
+        except StoreError:
+            ran = 0.0
+        self._stored_wall = ran or None
+
     def _follow(self) -> None:
         """What the run another process is writing did since the last look."""
         if self.follower is None:
@@ -342,6 +367,7 @@ class MainWindow(QMainWindow):
             return
         try:
             changes = self.follower.poll()
+            self._read_wall()
         except StoreError as exc:
             self._stop_following(f"Stopped following: {exc}")
             return
@@ -364,6 +390,7 @@ class MainWindow(QMainWindow):
     def _stop_following(self, message: str) -> None:
         self.follow_timer.stop()
         self.follower = None
+        self._read_wall()
         if self.store is not None:
             self.setWindowTitle(f"{self.store.path.name} (read-only)")
             if self.editor.read_only:
@@ -400,6 +427,9 @@ class MainWindow(QMainWindow):
     _board_at = 0.0  # when the leaderboard was last re-ranked
     _verdict: Verdict | None = None  # the newest verdict not yet shown
     _ended_read: RunSession | None = None  # the ended session whose final progress has been read
+    _earlier_wall = 0.0  # a resumed run's earlier sessions' time
+    _stored_wall: float | None = None  # a run read back (or followed): the time its sessions ran, read per poll
+    _earlier_verdicts: list[Verdict] = []  # a resumed run's earlier sessions' verdicts (never mutated: replaced)
 
     def _on_trial_changed(self, trial_id: str) -> None:
         self.panel.trial_changed(self.live[trial_id])
@@ -419,7 +449,7 @@ class MainWindow(QMainWindow):
 
     def _show_verdict(self, v: Verdict) -> None:
         self._verdict = None
-        verdicts = self.session.verdicts() if self.session is not None else [v]
+        verdicts = self._earlier_verdicts + (self.session.verdicts() if self.session is not None else [v])
         self.trials.set_badges({x.subject: x for x in verdicts if x.active and x.subject in self.live})
         self.diagnosis.show_verdicts(verdicts)
         slots = self.session.slots() if self.session is not None else []
@@ -459,12 +489,13 @@ class MainWindow(QMainWindow):
         self.progress_label.setText(status_of(self.trials.tally, self._progress, live_run, self._wall()))
 
     def _wall(self) -> float | None:
-        """The run's wall time so far (None for a run read back: its first start to last end)."""
+        """The time the run has run: this session's, plus its earlier sessions' for a resumed one (not the gap
+        between them); for a run read back, its sessions' (None if the file cannot say)."""
         if self.session is None:
-            return None
+            return self._stored_wall if self.store is not None else None
         if self.session.status is None:
-            return time.time() - self.session.started_at
-        return self._progress.elapsed_s if self._progress is not None else None
+            return self._earlier_wall + time.time() - self.session.started_at
+        return self._earlier_wall + self._progress.elapsed_s if self._progress is not None else None
 
     def _refresh_board(self) -> None:
         self._board_dirty = False
@@ -495,8 +526,9 @@ class MainWindow(QMainWindow):
         self.resume_act.setEnabled(bool(paused))
         self.stop_act.setEnabled(running)
         self.open_run.setEnabled(not running)
-        self.resume_run_act.setEnabled(self.store is not None and not running)
+        self.resume_run_act.setEnabled(self.store is not None and not running and self.follower is None)
         self.open_grid.setEnabled(not running)
+        self.editor.set_busy(running)
 
     def _open_run_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open run", str(self.runs_dir),

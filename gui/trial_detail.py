@@ -13,12 +13,13 @@ from gridwatch.gui.monitor import PALETTE
 from gridwatch.run.live import LiveTrial
 
 LOG_FRAME_MS = 100  # a chatty trial's lines reach the log view at most this often
+PICK = "Select a trial to see its curves and log."
 
 
 class TrialDetail(QWidget):
     def __init__(self) -> None:
         super().__init__()
-        self.title = QLabel("Select a trial to see its curves and log.")
+        self.title = QLabel(PICK)
         self.title.setWordWrap(True)
         # a long trial folder path is cut at the panel's edge rather than widening the window past the screen
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -49,6 +50,9 @@ class TrialDetail(QWidget):
         self.trial_id = lt.trial.id if lt else None
         self._lines.clear()
         if lt is None:
+            self.title.setText(PICK)
+            self.curves.clear()
+            self.log.clear()
             return
         reason = f" — {lt.reason}" if lt.reason else ""
         folder = self.trials_folder / lt.trial.id if self.trials_folder is not None else None

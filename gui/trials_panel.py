@@ -46,10 +46,12 @@ class TrialsPanel(QSplitter):
         self.state_pick.currentIndexChanged.connect(self._apply_filter)
         self.model_pick.currentIndexChanged.connect(self._apply_filter)
         self.follow = QCheckBox("Follow running")
-        self.follow.setToolTip("Keep the rows of running trials in view (scrolling the table turns it off)")
+        self.follow.setToolTip("Keep the rows of running trials in view (scrolling the table, or clicking a row, "
+                               "turns it off: rows then stay where they are under the pointer)")
         self.follow.setChecked(True)
         self.follow.toggled.connect(self._follow_toggled)
         self.table.verticalScrollBar().actionTriggered.connect(self._user_scrolled)
+        self.table.pressed.connect(lambda _index: self.follow.setChecked(False))
         bar = QHBoxLayout()
         for w in (QLabel("Show"), self.state_pick, self.model_pick, self.follow):
             bar.addWidget(w)

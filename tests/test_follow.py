@@ -263,6 +263,8 @@ def test_a_followed_run_whose_process_dies_ends_with_its_trials_stopped(tmp_path
         assert not is_live(reopened)
         again, _, _ = Follower(reopened).load(following=False)
         assert {str(again[tid].state) for tid in stopped} == {"stopped"}
+        assert all(again[tid].ended is not None and again[tid].ended >= (again[tid].started or 0) for tid in stopped), \
+            "a dead run's trials end at their last sign of life, not when the file is read"
         reopened.close()
     finally:
         release(proc, gate)

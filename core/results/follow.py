@@ -16,7 +16,7 @@ from typing import Any
 
 from gridwatch.grid.trials import TrialState
 from gridwatch.results.files import lock_holder
-from gridwatch.results.replay import live_from_store, live_trial, update
+from gridwatch.results.replay import cut_short, live_from_store, live_trial, update
 from gridwatch.results.store import ResultStore
 from gridwatch.run.live import LiveTrial
 from gridwatch.telemetry.starvation import Verdict
@@ -82,7 +82,7 @@ class Follower:
         if changes.ended:  # a run that ended requeued its running trials; one whose process died did not
             for lt in self.live.values():
                 if lt.state == TrialState.RUNNING:
-                    lt.state = TrialState.STOPPED
+                    cut_short(lt)
                     changes.trials.append(lt.id)
         return changes
 

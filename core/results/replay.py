@@ -24,7 +24,7 @@ def live_from_store(store: ResultStore, following: bool = False) -> tuple[dict[s
             if following:
                 lt.log.extend(store.logs(r.id))
             else:
-                lt.state = TrialState.STOPPED
+                cut_short(lt)
         live[r.id] = lt
     return live, info
 
@@ -49,3 +49,12 @@ def update(lt: LiveTrial, r: TrialRow, steps: list[tuple[str, int, float, float]
     if r.log_tail:
         lt.log.clear()
         lt.log.extend(r.log_tail.splitlines())
+
+
+def cut_short(lt: LiveTrial) -> None:
+    """A trial whose run ended (or died) under it: stopped, ended at the last sign of it (its last reported value,
+    else its start), so its bar does not grow to the moment the file is read."""
+    lt.state = TrialState.STOPPED
+    if lt.ended is None:
+        last = max((t for _k, _s, _v, t in lt.steps if t), default=0.0)
+        lt.ended = max(last, lt.started or 0.0) or None

@@ -19,3 +19,20 @@ def test_status_text_of_a_finished_run():
     live = {t[0].id: LiveTrial(t[0], state="finished", started=0.0, ended=4.0),
             t[1].id: LiveTrial(t[1], state="timeout", started=0.0, ended=4.0)}
     assert status_text(live, None) == "2/2 done, 1 failed · speedup 2.00x"
+
+
+def test_a_config_with_folds_still_to_run_ranks_after_the_complete_ones_live_and_read_back():
+    from gridwatch.results.summary import RunTally, summarize
+
+    def trial(config, fold, state, acc=None):
+        t = Trial(f"m-{config}-f{fold}", "m", f"m-{config}", {"c": config}, fold, "any", {})
+        return LiveTrial(t, state=state, started=0.0, ended=1.0 if acc is not None else None,
+                         metrics={"acc": acc} if acc is not None else {})
+
+    live = [trial("a", f, "finished", 0.80) for f in range(3)]
+    live += [trial("b", 0, "finished", 0.95), trial("b", 1, "running"), trial("b", 2, "queued")]
+    models = [{"name": "m", "metric": "acc", "goal": "max"}]
+    board = summarize(live, models, 3).board
+    assert [c.config_key for c in board] == ["m-a", "m-b"], "one lucky fold does not beat three"
+    tally = RunTally(live, models, 3)
+    assert [c.config_key for c in tally.summary(None).board] == ["m-a", "m-b"]

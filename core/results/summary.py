@@ -92,16 +92,20 @@ def leaderboard(rows: Sequence[TrialLike], models: list[dict[str, Any]], folds: 
             failed = sum(r.state in FAILED_STATES for r in group)
             out.append(ConfigResult(model["name"], key, group[0].params, metric, goal, len(values), len(group),
                                     _mean(values), _std(values), failed))
-    shared = len({(c.metric, c.goal) for c in out}) <= 1
-    order = {m["name"]: i for i, m in enumerate(models)}
+    return ranked(out, {m["name"]: i for i, m in enumerate(models)})
 
-    def rank(c: ConfigResult) -> tuple[int, bool, float]:
-        """Within a ranking, configs with a failed fold come after the complete ones: their mean is over
-        fewer folds (maybe just the lucky one)."""
+
+def ranked(configs: list[ConfigResult], order: dict[str, int]) -> list[ConfigResult]:
+    """Best first: one ranking when every model is ranked by the same metric, else one per model (in `order`).
+    Within a ranking the complete configs come first, then those with folds still to run, then those with a
+    failed fold: a mean over fewer folds may be just the lucky one."""
+    shared = len({(c.metric, c.goal) for c in configs}) <= 1
+
+    def rank(c: ConfigResult) -> tuple[int, bool, bool, float]:
         score = -c.mean if c.goal == "max" else c.mean
-        return (0 if shared else order[c.model], c.failed > 0, score)
+        return (0 if shared else order[c.model], c.failed > 0, c.folds_done < c.folds_total, score)
 
-    return sorted(out, key=rank)
+    return sorted(configs, key=rank)
 
 
 def _mean(v: list[float]) -> float:
@@ -290,13 +294,7 @@ class RunTally:
     def board(self) -> list[ConfigResult]:
         out = [c for c in self._configs.values() if c is not None]
         out.sort(key=lambda c: self._order[c.model])  # models in order, each one's configs in row order
-        shared = len({(c.metric, c.goal) for c in out}) <= 1
-
-        def rank(c: ConfigResult) -> tuple[int, bool, float]:
-            score = -c.mean if c.goal == "max" else c.mean
-            return (0 if shared else self._order[c.model], c.failed > 0, score)
-
-        return sorted(out, key=rank)
+        return ranked(out, self._order)
 
     def timed(self) -> list[TrialLike]:
         return [self.rows[self._ids[i]] for _s, i in self._timed]

@@ -87,3 +87,25 @@ def test_an_unchanged_file_is_not_read_again(tmp_path):
     assert again is first, "same size and mtime: the earlier listing stands"
     (fake,) = runs.list_runs(tmp_path / "runs", {first.path: replace(first, stamp=(0,))})
     assert fake is not first and fake.state == "stopped", "a changed stamp: read again"
+
+
+def test_a_runs_duration_is_the_time_its_sessions_ran_a_dead_one_up_to_its_last_trial(tmp_path):
+    import sqlite3
+
+    store = _begun(tmp_path)  # session 1: trials at 1000-1007 and 1008, then it dies (never ends)
+    path = store.path
+    store.close()
+    spec = parse_grid(GRID, tmp_path / "g.toml")
+    again = ResultStore(path)  # session 2: a resume, 5 s long
+    again.begin(spec, trials.expand(spec), ["cpu0"])
+    again.end_session("done")
+    again.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sessions SET started=990 WHERE id=1")
+        conn.execute("UPDATE sessions SET started=5000, ended=5005 WHERE id=2")
+    conn.close()
+    (listing,) = runs.list_runs(tmp_path / "runs")
+    assert listing.state == "done"
+    # the dead session up to its last trial the file still credits to it (the one cut short was requeued by the
+    # resume: 1007, when the first ended), plus the resume's 5 s, and not the gap between them
+    assert listing.duration == (1007 - 990) + 5

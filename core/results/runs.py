@@ -72,8 +72,8 @@ class RunListing:
     grid_path: str | None = None  # the grid file the run was started from
     holder: int | None = None  # the pid holding the writer lock (running), if it said
     stamp: tuple[int, ...] = ()  # size and mtime of the file and its WAL: unchanged means the same contents
-    closed_s: float = 0.0  # the time its ended sessions ran
-    open_since: float | None = None  # the start of a session that did not end (live, or it died)
+    closed_s: float = 0.0  # the time its sessions ran, a live one's left out (a dead one's: to its last trial)
+    open_since: float | None = None  # the start of its live session, counted up to `ended`
 
     @property
     def duration(self) -> float | None:
@@ -136,7 +136,10 @@ def _listing(path: Path, stamp: tuple[int, ...] = ()) -> RunListing:
     try:
         info = store.run_info()
         rows = [r for r in store.trials() if r.state != TrialState.SUPERSEDED]  # an earlier grid's: not this run's
-        status, started, ended, closed_s, open_since = _sessions(store.db)
+        status, started, ended, open_since = _sessions(store.db)
+        # the time its sessions ran; a live one's is counted as it goes (from open_since), a dead one's up to
+        # its last trial's start or end
+        closed_s = store.sessions_time(skip=store.newest_session() if holder is not None else None)
         s = summarize(rows, info["models"], info["folds"])
         best = ""
         if s.board:
@@ -151,22 +154,21 @@ def _listing(path: Path, stamp: tuple[int, ...] = ()) -> RunListing:
             state = status
         return RunListing(path, info["name"], started or info["created"], state, s.ended, s.total, best, ended,
                           info["grid_path"], holder.pid if holder else None, stamp, closed_s,
-                          open_since if state in (RUNNING, INTERRUPTED) else None)
+                          open_since if state == RUNNING else None)
     except (StoreError, sqlite3.Error) as exc:
         return _unreadable(path, exc, holder, stamp)
     finally:
         store.close()
 
 
-def _sessions(db: sqlite3.Connection) -> tuple[str, float | None, float | None, float, float | None]:
-    """The last session's status, the first session's start, the last session's end (None if it has none), the
-    time the ended sessions ran, and the start of the last session if it did not end."""
+def _sessions(db: sqlite3.Connection) -> tuple[str, float | None, float | None, float | None]:
+    """The last session's status, the first session's start, the last session's end (None if it has none), and
+    the start of the last session if it did not end."""
     rows = db.execute("SELECT started, ended, status FROM sessions ORDER BY id").fetchall()
     if not rows:
-        return "new", None, None, 0.0, None
-    closed = sum(max(0.0, e - s) for s, e, _st in rows if e is not None and s is not None)
+        return "new", None, None, None
     started, ended, status = rows[-1]
-    return str(status), rows[0][0], ended, closed, started if ended is None else None
+    return str(status), rows[0][0], ended, started if ended is None else None
 
 
 def _unreadable(path: Path, exc: Exception, holder: LockHolder | None = None,

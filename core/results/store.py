@@ -509,17 +509,18 @@ class ResultStore:
                 seen.setdefault(str(sid), None)
         return list(seen)
 
-    def sessions_time(self, open_until: float | None = None) -> float:
+    def sessions_time(self, open_until: float | None = None, skip: int | None = None) -> float:
         """How long the run ran: the sum of its sessions' spans, not the gaps between a run and its resume. This
         writer's own session is left out (its caller times it). A session with no end counts up to
-        `open_until` (a run followed live: now), else up to its last trial's start or end (a run that died)."""
+        `open_until` (a run followed live: now), else up to its last trial's start or end (a run that died).
+        `skip`: a session to leave out too."""
         with self._reading():
             rows = self.db.execute(
                 "SELECT s.id, s.started, s.ended, (SELECT MAX(MAX(COALESCE(t.ended, 0), COALESCE(t.started, 0))) "
                 "FROM trials t WHERE t.session_id = s.id) FROM sessions s").fetchall()
         total = 0.0
         for sid, started, ended, last in rows:
-            if sid == self.session_id or started is None:
+            if sid in (self.session_id, skip) or started is None:
                 continue
             end = ended if ended is not None else open_until if open_until is not None else last
             total += max(0.0, (end or started) - started)

@@ -68,6 +68,32 @@ def no_display() -> bool:
             and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"))
 
 
+def unreachable_display() -> str | None:
+    """Why the X display Qt would use cannot be reached, or None. Qt aborts on an X server it cannot reach, with
+    a hint about xcb libraries that misleads; a local display is a socket in /tmp/.X11-unix, a remote one a TCP
+    port (6000 + its number)."""
+    import os
+    import re
+    import socket
+
+    display = os.environ.get("DISPLAY", "")
+    m = re.fullmatch(r"(?P<host>[^:]*):(?P<num>\d+)(?:\.\d+)?", display)
+    if not display or not will_use_xcb() or m is None:
+        return None
+    host, num = m.group("host"), int(m.group("num"))
+    if host in ("", "unix"):
+        if os.path.exists(f"/tmp/.X11-unix/X{num}"):
+            return None
+        if host == "unix":
+            return f"DISPLAY={display}: no X server socket /tmp/.X11-unix/X{num}"
+        host = "localhost"  # ":N" may also be a local TCP server
+    try:
+        socket.create_connection((host, 6000 + num), timeout=1.0).close()
+        return None
+    except OSError as exc:
+        return f"DISPLAY={display}: no X server answers at {host}:{6000 + num} ({exc.strerror or exc})"
+
+
 def will_use_xcb() -> bool:
     """Qt's platform will be X11 (xcb): asked for by QT_QPA_PLATFORM, or Linux with an X display and no
     Wayland session (under Wayland, Qt tries its wayland plugin first)."""
@@ -98,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     if no_display():
         print("gridwatch: no display (DISPLAY and WAYLAND_DISPLAY are unset), so no window. "
               "Run a grid headless with: gridwatch run GRID.toml", file=sys.stderr)
+        return 2
+    unreachable = unreachable_display()
+    if unreachable:
+        print(f"gridwatch: {unreachable}, so no window. Check DISPLAY (over ssh: ssh -X), or run a grid headless "
+              "with: gridwatch run GRID.toml", file=sys.stderr)
         return 2
     missing = missing_window_libraries()
     if missing:

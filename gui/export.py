@@ -102,7 +102,13 @@ def export_plot(target: PlotTarget, path: Path) -> None:
         raise ExportError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
+MIN_WIDTH = 1600  # px: a plot squeezed on screen is drawn larger in the file, for a report or a slide
+
+
 def _image(exporter: ImageExporter, suffix: str) -> bytes:
+    params = exporter.parameters()
+    if params["width"] < MIN_WIDTH:
+        params["width"] = MIN_WIDTH  # the height follows, keeping the plot's shape
     image = exporter.export(toBytes=True)
     buf = QByteArray()
     device = QBuffer(buf)

@@ -254,6 +254,9 @@ def test_plots_export_to_png_and_svg_from_the_window(window, db, tmp_path, monke
     shown = _dialogs(monkeypatch, answers)
     menu.plot_action.trigger()
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not shown
+    from PySide6.QtGui import QImage
+
+    assert QImage(str(tmp_path / "timeline.png")).width() >= 1600, "a small plot on screen is drawn larger in the file"
     answers.update(plot="Monitor: CPU, all cores (%)", file=(str(tmp_path / "cpu.svg"), ""))
     menu.plot_action.trigger()
     root = ET.parse(tmp_path / "cpu.svg").getroot()

@@ -240,3 +240,31 @@ def test_an_open_verdicts_duration_grows_while_it_is_shown(qtbot):
     now[0] = 1075.0
     view.tick()  # the window ticks it; no new verdict came
     assert item.text(1) == "85 s"
+
+
+def test_an_unreachable_x_display_is_one_line_not_qts_abort(monkeypatch):
+    import socket
+
+    from gridwatch.gui import app
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    server = socket.socket()
+    for num in range(90, 140):  # a display number whose TCP port is free: an X server there, for the test
+        try:
+            server.bind(("127.0.0.1", 6000 + num))
+            break
+        except OSError:
+            continue
+    server.listen(1)
+    try:
+        monkeypatch.setenv("DISPLAY", f"127.0.0.1:{num}")
+        assert app.unreachable_display() is None
+    finally:
+        server.close()
+    monkeypatch.setenv("DISPLAY", f"127.0.0.1:{num}")
+    said = app.unreachable_display()
+    assert said is not None and said.startswith(f"DISPLAY=127.0.0.1:{num}: no X server answers")
+    monkeypatch.setenv("DISPLAY", "unix:99999")
+    assert app.unreachable_display() == "DISPLAY=unix:99999: no X server socket /tmp/.X11-unix/X99999"
+    assert app.main([]) == 2

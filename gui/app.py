@@ -125,16 +125,16 @@ def main(argv: list[str] | None = None) -> int:
         print("gridwatch: no display (DISPLAY and WAYLAND_DISPLAY are unset), so no window. "
               "Run a grid headless with: gridwatch run GRID.toml", file=sys.stderr)
         return 2
-    unreachable = unreachable_display()
-    if unreachable:
-        print(f"gridwatch: {unreachable}, so no window. Check DISPLAY (over ssh: ssh -X), or run a grid headless "
-              "with: gridwatch run GRID.toml", file=sys.stderr)
-        return 2
     missing = missing_window_libraries()
     if missing:
         from gridwatch.desktop import install_hint
 
         print(install_hint(missing), file=sys.stderr)
+        return 2
+    unreachable = unreachable_display()
+    if unreachable:
+        print(f"gridwatch: {unreachable}, so no window. Check DISPLAY (over ssh: ssh -X), or run a grid headless "
+              "with: gridwatch run GRID.toml", file=sys.stderr)
         return 2
     grid = next((a for a in args if a.endswith(".toml")), None)
     db = next((a for a in args if a.endswith(".db")), None)

@@ -10,6 +10,7 @@ import io
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -283,9 +284,14 @@ def cmd_devices() -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gridwatch.results.follow import is_live
+
     store = ResultStore(Path(args.db), create=False)
     try:
-        print(render_trials(store.trials(), args.format, store.path))
+        rows = store.trials()
+        if not is_live(store):  # its run ended, or died under them: they run no more, as the window shows them
+            rows = [replace(r, state=str(TrialState.STOPPED)) if r.state == TrialState.RUNNING else r for r in rows]
+        print(render_trials(rows, args.format, store.path))
     finally:
         store.close()
     return EXIT_OK

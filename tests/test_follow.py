@@ -6,6 +6,7 @@ reader sees before the gate opens, it saw while the trial was still running.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from gridwatch.results.replay import live_from_store
 from gridwatch.results.store import ResultStore
 from gridwatch.run.devices import detect
 
-from helpers import cli_popen, grid, wait_for, write
+from helpers import cli, cli_popen, grid, wait_for, write
 
 GATED = """
 import pathlib
@@ -265,6 +266,10 @@ def test_a_followed_run_whose_process_dies_ends_with_its_trials_stopped(tmp_path
         assert {str(again[tid].state) for tid in stopped} == {"stopped"}
         assert all(again[tid].ended is not None and again[tid].ended >= (again[tid].started or 0) for tid in stopped), \
             "a dead run's trials end at their last sign of life, not when the file is read"
+        report = cli("report", str(db), "--format", "json", cwd=tmp_path)
+        assert report.returncode == 0, report.stderr
+        states = {t["trial_id"]: t["state"] for t in json.loads(report.stdout)}
+        assert {states[tid] for tid in stopped} == {"stopped"}, "report agrees with the window: nothing runs"
         reopened.close()
     finally:
         release(proc, gate)

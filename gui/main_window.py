@@ -282,8 +282,7 @@ class MainWindow(QMainWindow):
         for tid, steps in kept.items():
             lt = live.get(tid)
             if lt is not None and lt.state == TrialState.FINISHED and not lt.steps:
-                lt.steps = steps
-                lt.epoch = max((st for k, st, _v, _t in steps if k != "data_wait"), default=0)
+                lt.set_steps(steps)
         self.diagnosis.show_verdicts(self._earlier_verdicts)
         origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
         self._show_run(live, spec, [s.id for s in planned.slots], origin)

@@ -311,11 +311,7 @@ class TrialsModel(QAbstractTableModel):
         return self._text(lt, col)
 
     def epochs(self, lt: LiveTrial) -> int:
-        """The epochs a trial runs: as it said (a command's `epoch 3/6`), else its config's `epochs`."""
-        if lt.epochs_total > 0:
-            return lt.epochs_total
-        e = lt.trial.config.get("epochs")
-        return e if isinstance(e, int) and e > 0 else 0
+        return lt.epochs_planned
 
     def progress(self, lt: LiveTrial) -> float:
         if lt.state == TrialState.FINISHED:

@@ -44,8 +44,7 @@ def update(lt: LiveTrial, r: TrialRow, steps: list[tuple[str, int, float, float]
     lt.kind = None if r.device is None else ("cpu" if r.device == "cpu" else "gpu")
     lt.metrics, lt.reason, lt.peak_mem = r.metrics, r.reason, r.peak_mem
     if steps is not None:
-        lt.steps = list(steps)
-        lt.epoch = max((s for k, s, _v, _t in steps if k != "data_wait"), default=0)
+        lt.set_steps(steps)
     if r.log_tail:
         lt.log.clear()
         lt.log.extend(r.log_tail.splitlines())

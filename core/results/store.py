@@ -514,16 +514,17 @@ class ResultStore:
         writer's own session is left out (its caller times it). A session with no end counts up to
         `open_until` (a run followed live: now), else up to its last trial's start or end (a run that died).
         `skip`: a session to leave out too."""
-        with self._reading():
-            rows = self.db.execute(
-                "SELECT s.id, s.started, s.ended, (SELECT MAX(MAX(COALESCE(t.ended, 0), COALESCE(t.started, 0))) "
-                "FROM trials t WHERE t.session_id = s.id) FROM sessions s").fetchall()
         total = 0.0
-        for sid, started, ended, last in rows:
-            if sid in (self.session_id, skip) or started is None:
-                continue
-            end = ended if ended is not None else open_until if open_until is not None else last
-            total += max(0.0, (end or started) - started)
+        with self._reading():
+            rows = self.db.execute("SELECT id, started, ended FROM sessions").fetchall()
+            for sid, started, ended in rows:
+                if sid in (self.session_id, skip) or started is None:
+                    continue
+                end = ended if ended is not None else open_until
+                if end is None:  # a run that died: its trials say when it last did something (the only scan)
+                    end = self.db.execute("SELECT MAX(MAX(COALESCE(ended, 0), COALESCE(started, 0))) FROM trials "
+                                          "WHERE session_id=?", (sid,)).fetchone()[0]
+                total += max(0.0, (end or started) - started)
         return total
 
     def newest_session(self) -> int:

@@ -36,6 +36,19 @@ class LiveTrial:
     steps: list[tuple[str, int, float, float]] = field(default_factory=list)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
 
+    @property
+    def epochs_planned(self) -> int:
+        """The epochs it runs: as it said (a command's `epoch 3/6`), else its config's `epochs`; 0 if unknown."""
+        if self.epochs_total > 0:
+            return self.epochs_total
+        e = self.trial.config.get("epochs")
+        return e if isinstance(e, int) and not isinstance(e, bool) and e > 0 else 0
+
+    def set_steps(self, steps: list[tuple[str, int, float, float]]) -> None:
+        """Its per-epoch values as a results file keeps them, and the epoch they reached."""
+        self.steps = list(steps)
+        self.epoch = max((s for k, s, _v, _t in steps if k != "data_wait"), default=0)
+
     # read like a stored TrialRow, so one run summary serves a live run and a results file
     @property
     def id(self) -> str:
@@ -96,10 +109,10 @@ def _running_time(lt: LiveTrial, now: float) -> TrialTime:
     """A running trial, with its whole duration projected from the pace of the epochs it reported, when it
     said how many epochs it runs (`epoch 3/6`) or its config does."""
     started = lt.started if lt.started is not None else now
-    total = lt.epochs_total or lt.trial.config.get("epochs")
+    total = lt.epochs_planned
     epoch_at = lt.steps[-1][3] if lt.steps else None
     projected, done = None, 0.0
-    if isinstance(total, int) and total > 0 and 0 < lt.epoch <= total and epoch_at is not None:
+    if 0 < lt.epoch <= total and epoch_at is not None:
         done = lt.epoch / total
         projected = (epoch_at - started) / done
     return TrialTime(lt.model, lt.config_key, lt.params, lt.kind, elapsed=now - started, projected=projected,

@@ -103,7 +103,10 @@ class TimelineBars(pg.GraphicsObject):
             for lane in np.unique(self.lane[:n][pick]):
                 on = pick & (self.lane[:n] == lane)
                 x0s, x1s = np.floor((start[on] - left) / px), np.floor((end[on] - left) / px) + 1
-                x1s = np.where(x1s - x0s >= 4, x1s - 1, x1s)  # a 1 px gap shows where one wide bar ends
+                # a bar this wide gives up its first and last pixel, so a 1 px gap shows between it and the next
+                # trial on the slot (which starts in the pixel this one ends in)
+                wide = x1s - x0s >= 4
+                x0s, x1s = np.where(wide, x0s + 1, x0s), np.where(wide, x1s - 1, x1s)
                 for x0, x1 in _merged(x0s, x1s):
                     rects.append(QRectF(left + x0 * px, lane - BAR_HEIGHT / 2, (x1 - x0) * px, BAR_HEIGHT))
             painter.drawRects(rects)

@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 	@$(PY) -m venv $(VENV) || { echo "error: '$(PY) -m venv' failed; on Debian: apt-get install python3-venv"; exit 2; }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,ray]"
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps

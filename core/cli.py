@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --db: write into a results file that another grid file wrote")
     run.add_argument("--cpu-slots", type=int, metavar="N", help="CPU worker slots (default: the grid's)")
     run.add_argument("--gpus", metavar="LIST", help="'all', 'none' or GPU indices like 0,1")
+    run.add_argument("--ray", metavar="ADDRESS",
+                     help="run the slots on a Ray cluster: its address (host:port, ray://host:port), 'auto' "
+                     "(RAY_ADDRESS) or 'local' (a head on this machine, on loopback, for this run); needs "
+                     "pip install 'gridwatch[ray]'")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar; at the end a few lines: the best configs, failures, the results file")
     run.add_argument("--timing", action="store_true", help="at the end, each trial's duration too")
@@ -163,14 +167,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.grid == "demo" and not Path(args.grid).exists():
         args.grid = str(DEMO_GRID)
     planned = plan_run(args.grid, args.db, args.resume, args.cpu_slots, args.gpus, max_trials=args.max_trials,
-                       force=args.force)
+                       force=args.force, ray=args.ray)
     if planned.machine.gpu_note:
         only = "" if planned.machine.gpus else ": CPU only"
         print(f"gridwatch: {planned.machine.gpu_note}{only}", file=sys.stderr)
     slots = ", ".join(s.id for s in planned.slots)
     todo = len(planned.trials) - len(planned.done_ids)
     skipped = f" ({len(planned.done_ids)} already finished, skipped)" if planned.done_ids else ""
-    print(f"gridwatch: {planned.grid.name}: {todo} trials to run{skipped} on {len(planned.slots)} slots "
+    where = f" of {planned.machine.cpu_name} ({args.ray})" if planned.cluster is not None else ""
+    print(f"gridwatch: {planned.grid.name}: {todo} trials to run{skipped} on {len(planned.slots)} slots{where} "
           f"[{slots}] -> {planned.store.path}", file=sys.stderr)
     for line in [*planned.notes, *plan_notes(planned.grid)]:
         print(f"gridwatch: {line}", file=sys.stderr)

@@ -6,6 +6,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
@@ -21,7 +22,7 @@ from gridwatch.run import resume as resume_
 from gridwatch.run.devices import DeviceError, Machine, Slot
 from gridwatch.run.estimates import Estimates
 from gridwatch.run.scheduler import unplaceable
-from gridwatch.run.session import RunSession
+from gridwatch.run.session import PoolFactory, RunSession
 from gridwatch.telemetry.sampler import TelemetrySampler
 
 MAX_TRIALS = 100_000  # a grid bigger than this is refused unless asked for (--max-trials)
@@ -48,11 +49,20 @@ class PlannedRun:
     estimates: Estimates
     budgets: dict[str, float]
     notes: tuple[str, ...] = ()  # what a resume found changed in the grid, and what it keeps, in words
+    cluster: Any = None  # gridwatch.cluster.connect.Cluster where the run's slots are Ray actors
 
-    def session(self, parent: QObject | None = None) -> RunSession:
+    def session(self, parent: QObject | None = None, make_pool: PoolFactory | None = None) -> RunSession:
+        if make_pool is None and self.cluster is not None:
+            make_pool = self.cluster.pool_factory()
         return RunSession(self.grid, self.trials, self.slots, self.store, self.done_ids, parent,
                           estimates=self.estimates, budgets=self.budgets,
-                          probe_alone=devices.probe_alone(self.grid.devices, self.budgets))
+                          probe_alone=devices.probe_alone(self.grid.devices, self.budgets), make_pool=make_pool)
+
+    def release(self) -> None:
+        """Leave the Ray cluster, if the run used one (a local head of its own stops)."""
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
 
 
 def parse_gpus(text: str | None) -> tuple[tuple[int, ...] | None, bool]:
@@ -67,19 +77,36 @@ def parse_gpus(text: str | None) -> tuple[tuple[int, ...] | None, bool]:
 
 def plan_run(grid_path: str | Path, db: str | Path | None = None, resume: bool = False,
              cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None,
-             max_trials: int = MAX_TRIALS, force: bool = False) -> PlannedRun:
+             max_trials: int = MAX_TRIALS, force: bool = False, ray: str | None = None) -> PlannedRun:
     """Everything that can be wrong with the input is found here, before a single process starts."""
-    return plan_grid(load_grid(grid_path), db, resume, cpu_slots, gpus, machine, max_trials, force)
+    return plan_grid(load_grid(grid_path), db, resume, cpu_slots, gpus, machine, max_trials, force, ray)
 
 
 def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False,
               cpu_slots: int | None = None, gpus: str | None = None, machine: Machine | None = None,
-              max_trials: int = MAX_TRIALS, force: bool = False) -> PlannedRun:
+              max_trials: int = MAX_TRIALS, force: bool = False, ray: str | None = None) -> PlannedRun:
+    """With `ray` (an address, 'auto' or 'local') the slots are the Ray cluster's, run as its actors."""
     n = trials.count(grid)
     if n > max_trials:
         raise PlanError(f"{grid.path}: the grid expands to {n:,} trials, more than {max_trials:,}; shrink an "
                         f"axis or the folds, or allow it with --max-trials {n}")
-    machine = machine or devices.detect()
+    if ray is None:
+        return _plan(grid, db, resume, cpu_slots, gpus, machine or devices.detect(), force)
+    from gridwatch.cluster.connect import Cluster, ClusterError
+
+    try:
+        cluster = Cluster.join(ray)
+    except ClusterError as exc:
+        raise PlanError(str(exc)) from None
+    try:
+        return _plan(grid, db, resume, cpu_slots, gpus, machine or cluster.machine, force, cluster)
+    except BaseException:
+        cluster.close()
+        raise
+
+
+def _plan(grid: GridSpec, db: str | Path | None, resume: bool, cpu_slots: int | None, gpus: str | None,
+          machine: Machine, force: bool, cluster: Any = None) -> PlannedRun:
     indices, given = parse_gpus(gpus)
     if cpu_slots is not None and cpu_slots < 0:
         raise PlanError("--cpu-slots must be 0 or more")
@@ -89,6 +116,10 @@ def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False
         raise devices.DeviceError(f"--gpus: {exc}" if given else f"{grid.path}: devices.gpus: {exc}") from None
     if not slots:
         raise PlanError("no slots to run on: cpu_slots is 0 and no GPU is used")
+    if cluster is not None:
+        short = cluster.shortfall(slots)
+        if short:
+            raise PlanError(f"{grid.path}: {short}")
     all_trials = trials.expand(grid)
     stuck = unplaceable(all_trials, {s.kind for s in slots})
     if stuck:
@@ -111,7 +142,7 @@ def plan_grid(grid: GridSpec, db: str | Path | None = None, resume: bool = False
     learned = store.estimates() or previous_estimates(runs.files_of(grid.name, path.parent), path)
     budgets = devices.memory_budgets(machine, grid.devices, slots)
     return PlannedRun(grid, all_trials, slots, store, done, machine, Estimates.from_rows(learned), budgets,
-                      notes)
+                      notes, cluster)
 
 
 def _recorded_grid(store: ResultStore) -> str:
@@ -165,7 +196,8 @@ def run_planned(planned: PlannedRun, on_tick: Callable[[RunSession], None] | Non
     session.pids_changed.connect(sampler.watch)
     previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
     try:
-        sampler.start()
+        if not session.remote:  # a Ray run's telemetry is sampled on its nodes
+            sampler.start()
         session.start()
         if session.status is None:
             app.exec()
@@ -176,6 +208,7 @@ def run_planned(planned: PlannedRun, on_tick: Callable[[RunSession], None] | Non
         if session.status is None:
             session.stop_blocking()
         session.close()
+        planned.release()
     return session
 
 

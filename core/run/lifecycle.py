@@ -24,6 +24,8 @@ from gridwatch.run.progress import Progress
 from gridwatch.run.scheduler import SlotView, TrialScheduler
 
 MAX_OOM_RETRIES = 3
+NODE_LOST = "node lost"  # how a Ray slot's exit begins when its node (or actor) went away under the trial
+MAX_LOST = 3  # a trial whose node is lost is run again elsewhere this often, without counting as a crash
 # What a worker's CUDA context holds on the GPU beside the caching allocator's reserve (which is all torch
 # reports): about 300-600 MB on current GPUs. Counted in a GPU trial's footprint unless NVML saw more;
 # `gridwatch doctor` measures it on a given machine.
@@ -275,6 +277,11 @@ class TrialLifecycle:
             self.scheduler.failed(trial_id)
             timeout = self.models[lt.trial.model].timeout or 0.0
             return self._end(lt, TrialState.TIMEOUT, now, f"no progress for {timeout:g} s: worker killed")
+        if description.startswith(NODE_LOST) and lt.lost < MAX_LOST:  # no fault of the trial's: not a crash
+            lt.lost += 1
+            self.log(trial_id, f"[gridwatch] {description}; run again on another slot")
+            self.scheduler.requeue(lt.trial)
+            return self._requeue(lt, f"{description}; run again ({lt.lost} of {MAX_LOST})")
         if description.endswith("SIGKILL") and memory_low:
             self.log(trial_id, f"[gridwatch] {description}")
             why = f"{description} (the kernel's out-of-memory killer, RAM was nearly full)"

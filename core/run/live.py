@@ -32,6 +32,7 @@ class LiveTrial:
     vram_seen: float = float("nan")  # bytes: the most NVML saw its processes hold on the GPU (context included)
     last_progress: float = 0.0  # when the worker last said anything about this trial (hang detection)
     crashes: int = 0  # times its worker died under it
+    lost: int = 0  # times the Ray node it ran on went away under it
     oom_tries: int = 0  # times it ran out of memory
     steps: list[tuple[str, int, float, float]] = field(default_factory=list)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))

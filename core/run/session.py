@@ -7,9 +7,9 @@ The CLI and the window only listen to these signals and call the reading methods
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -35,6 +35,8 @@ TICK_MS = 1000  # trials waiting for memory retry, and hung trials are looked fo
 STALE_GPU_S = 5.0  # GPU readings older than this say nothing about free VRAM now
 GIB = 2**30
 
+PoolFactory = Callable[[list[Slot], list[tuple[str, str]], QObject], Any]  # slots, preload, parent -> a pool
+
 
 class RunSession(QObject):
     trial_started = Signal(str)
@@ -46,11 +48,12 @@ class RunSession(QObject):
     pids_changed = Signal(dict)  # slot id -> worker pid, for the telemetry sampler
     notice = Signal(str)  # something the user should read once
     finished = Signal(str)  # a RunStatus
+    snapshot_taken = Signal(object)  # a Ray run's telemetry, sampled on its nodes (a local run's is the sampler's)
 
     def __init__(self, grid: GridSpec, trials: list[Trial], slots: list[Slot], store: ResultStore,
                  done_ids: set[str] | None = None, parent: QObject | None = None,
                  estimates: Estimates | None = None, budgets: dict[str, float] | None = None,
-                 probe_alone: set[str] | None = None) -> None:
+                 probe_alone: set[str] | None = None, make_pool: PoolFactory | None = None) -> None:
         super().__init__(parent)
         done_ids = done_ids or set()
         models = {m.name: m for m in grid.models}
@@ -61,7 +64,10 @@ class RunSession(QObject):
                                    dict(budgets or {}), probe_alone)
         self.lifecycle = TrialLifecycle(models, trials, scheduler, kept, self._on_log)
         preload = [(m.target, m.base) for m in grid.models if m.kind == "python"]
-        self.pool = WorkerPool(slots, preload, self)
+        self.pool = (make_pool or WorkerPool)(slots, preload, self)
+        self.remote = bool(getattr(self.pool, "remote", False))  # workers on Ray nodes, sampled there
+        if self.remote:
+            cast(Any, self.pool).snapshot.connect(self._on_remote_snapshot)
         self.pool.message.connect(self._on_message)
         self.pool.stray_line.connect(self._on_stray)
         self.pool.exited.connect(self._on_exited)
@@ -184,6 +190,10 @@ class RunSession(QObject):
             self.recorder.verdict(v)
             self.verdict_changed.emit(v)
 
+    def _on_remote_snapshot(self, snap: Snapshot) -> None:
+        self.on_snapshot(snap)
+        self.snapshot_taken.emit(snap)
+
     def _slot_states(self) -> list[diagnosis.SlotState]:
         return [diagnosis.slot_state(w.slot, self.lifecycle.get(w.trial_id)) for w in self.pool.workers]
 
@@ -194,8 +204,8 @@ class RunSession(QObject):
             return
         now = time.time()
         fresh = time.monotonic() - self._last_gpus_at < STALE_GPU_S  # stale VRAM figures: unknown, not free
-        trial = self.lifecycle.assign(self._view(w, now), [self._view(o, now) for o in self.pool.workers], now,
-                                      free_memory(self._last_gpus if fresh else ()))
+        free = None if self.remote else free_memory(self._last_gpus if fresh else ())  # the nodes' own RAM
+        trial = self.lifecycle.assign(self._view(w, now), [self._view(o, now) for o in self.pool.workers], now, free)
         if trial is None:
             self._maybe_done()
             return

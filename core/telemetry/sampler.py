@@ -33,6 +33,17 @@ class ProcSample:
 
 
 @dataclass(frozen=True)
+class NodeLoad:
+    """One machine of a Ray cluster, as its own sampler read it."""
+
+    name: str
+    cpu_total: float  # % of all its cores
+    cores: int
+    ram_used: float
+    ram_total: float
+
+
+@dataclass(frozen=True)
 class Snapshot:
     t: float
     cpu_total: float
@@ -46,6 +57,7 @@ class Snapshot:
     disk_read_bps: float = NAN
     disk_write_bps: float = NAN
     gpu_process_note: str = ""  # why per-process GPU figures are missing, if they are
+    nodes: tuple[NodeLoad, ...] = ()  # a Ray run's machines, each on its own (host figures are their sums)
 
 
 class TelemetrySampler:

@@ -20,8 +20,8 @@ import gridwatch
 from helpers import REPO
 
 WIDGETS = ("PySide6.QtWidgets", "PySide6.QtGui", "pyqtgraph", "gridwatch.gui")
-QT_LAYER = {"gridwatch.run.launcher", "gridwatch.run.pool", "gridwatch.run.session", "gridwatch.run.headless",
-            "gridwatch.cli", "gridwatch.__main__"}
+QT_LAYER = {"gridwatch.run.launcher", "gridwatch.run.pool", "gridwatch.cluster.pool", "gridwatch.run.session",
+            "gridwatch.run.headless", "gridwatch.cli", "gridwatch.__main__"}
 NOT_IMPORTABLE = {"gridwatch.__main__", "gridwatch.worker.__main__"}  # they run, not import
 
 

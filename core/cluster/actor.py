@@ -135,7 +135,10 @@ class SlotActorImpl:
     def stream(self) -> Any:
         """Everything the worker prints, in batches, until it exits (the last item says how)."""
         while True:
-            batch = [self._q.get()]
+            try:  # a remote trial's folder is looked at even while the trial prints nothing
+                batch = [self._q.get(timeout=FILES_EVERY_S if self._trial_dir is not None else None)]
+            except queue.Empty:
+                batch = []
             while len(batch) < BATCH_MAX:
                 try:
                     batch.append(self._q.get_nowait())
@@ -144,7 +147,8 @@ class SlotActorImpl:
             ended = any(item[0] == "exit" for item in batch)
             if self.remote:
                 batch = self._with_files(batch)
-            yield batch
+            if batch:
+                yield batch
             if ended:
                 if self._local_root is not None:
                     shutil.rmtree(self._local_root, ignore_errors=True)

@@ -1,0 +1,266 @@
+"""The Ray backend on a real local Ray head (loopback only): the same grid as local slots, streamed while it runs,
+stopped without leftovers, resumed, and a lost actor's trial run again elsewhere."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gridwatch.results.store import ResultStore
+from gridwatch.run.headless import PlanError, plan_run
+
+from helpers import cli, grid, wait_for, write
+
+ray = pytest.importorskip("ray", reason="the Ray backend's tests need the [ray] extra (make test installs it)")
+
+# Each trial reports three epochs; with `hold`, it waits after its first epoch until the file `gate` exists (the
+# 120 s cap only keeps a broken test from hanging). It leaves a file in its own folder, written as it goes.
+STEPPER = """
+import os, time
+def fit(config, report):
+    with open("artifact.txt", "w") as out:
+        for ep in range(1, 4):
+            loss = 1.0 / (ep * config["lr"] * 100 + config["fold"] + 1)
+            report(epoch=ep, loss=loss)
+            out.write(f"epoch {ep} loss {loss}\\n")
+            out.flush()
+            print(f"epoch {ep}/3 loss={loss:.4f}", flush=True)
+            if config.get("hold") and ep == 1:
+                deadline = time.monotonic() + 120
+                while not os.path.exists(os.path.join(config["dir"], "gate")) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+    return {"loss": loss, "lr_seen": config["lr"]}
+"""
+
+
+def stepper_grid(folder: Path, hold: bool, lrs: str = "0.01, 0.1") -> Path:
+    write(folder / "stepper.py", STEPPER)
+    fixed = f'dir = "{folder}"\n' + ("hold = true\n" if hold else "")
+    return grid(folder, f"""
+        [[model]]
+        name = "step"
+        trainable = "stepper.py:fit"
+        metric = "loss"
+        [model.grid]
+        lr = [{lrs}]
+        [model.fixed]
+        {fixed}""", folds=2)
+
+
+@pytest.fixture(scope="module")
+def head():
+    """One local head for the module: what `--ray local` starts, on loopback, with 2 CPUs."""
+    from gridwatch.cluster.connect import connect, disconnect
+
+    r = connect("local", num_cpus=2)
+    yield r
+    disconnect()
+
+
+def our_actors_alive(r) -> list[str]:
+    from ray._private import state  # the GCS actor table; the public listing needs the dashboard
+
+    return [a["ActorID"] for a in state.actors().values()
+            if a["State"] != "DEAD" and a.get("ActorClassName", "").endswith("SlotActorImpl")]
+
+
+def resources_free(r) -> bool:
+    return r.available_resources().get("CPU", 0) == r.cluster_resources().get("CPU", -1)
+
+
+def run_to_end(qtbot, planned, timeout=120_000):
+    session = planned.session()
+    with qtbot.waitSignal(session.finished, timeout=timeout):
+        session.start()
+    session.close()
+    planned.release()
+    return session
+
+
+def stored(db: Path) -> dict[str, tuple[str, dict[str, float]]]:
+    store = ResultStore(db)
+    try:
+        return {r.id: (r.state, dict(r.metrics)) for r in store.trials()}
+    finally:
+        store.close()
+
+
+def test_a_grid_on_ray_has_the_local_runs_trial_ids_and_results(qtbot, head, outside):
+    g = stepper_grid(outside, hold=False)
+    local = run_to_end(qtbot, plan_run(g, db=outside / "local.db"))
+    assert local.status == "done"
+    planned = plan_run(g, db=outside / "ray.db", ray="local")
+    assert planned.cluster is not None and planned.machine.cpu_name.startswith("Ray cluster")
+    on_ray = run_to_end(qtbot, planned)
+    assert on_ray.status == "done"
+    a, b = stored(outside / "local.db"), stored(outside / "ray.db")
+    assert len(a) == 4 and set(a) == set(b)
+    assert all(state == "finished" for state, _ in b.values())
+    assert {k: v[1] for k, v in a.items()} == {k: v[1] for k, v in b.items()}
+    slots = {lt.slot for lt in on_ray.trials().values()}
+    assert slots and all("/cpu" in (s or "") for s in slots), slots  # <node>/<slot>: grouped by node
+    for tid in b:  # the trials' folders: their files and whole output, as locally
+        folder = outside / "ray" / "trials" / tid
+        assert (folder / "artifact.txt").read_text().count("epoch") == 3
+        assert "epoch 3/3" in (folder / "gridwatch-output.log").read_text()
+    wait_for(lambda: not our_actors_alive(head), 10, lambda: f"actors still alive: {our_actors_alive(head)}")
+
+
+def test_metrics_logs_and_node_telemetry_arrive_while_trials_run(qtbot, head, outside):
+    g = stepper_grid(outside, hold=True, lrs="0.1")
+    planned = plan_run(g, db=outside / "r.db", ray="local")
+    session = planned.session()
+    snaps = []
+    session.snapshot_taken.connect(snaps.append)
+    session.start()
+    try:
+        live = session.trials()
+        qtbot.waitUntil(lambda: sum(1 for lt in live.values() if lt.state == "running" and lt.steps) == 2,
+                        timeout=60_000)
+        qtbot.waitUntil(lambda: any(lt.log and "epoch 1/3" in lt.log[-1] for lt in live.values()), timeout=10_000)
+        # in the results file too (written each second), while both trials still wait at their gate
+        conn = sqlite3.connect(outside / "r.db")
+        qtbot.waitUntil(lambda: conn.execute("SELECT COUNT(DISTINCT trial_id) FROM steps").fetchone()[0] == 2,
+                        timeout=10_000)
+        conn.close()
+        qtbot.waitUntil(lambda: any(s.trials for s in snaps), timeout=10_000)
+        snap = next(s for s in reversed(snaps) if s.trials)
+        assert snap.nodes and snap.nodes[0].cores >= 1 and snap.ram_total > 0  # sampled on the node
+        running = {lt.slot for lt in live.values() if lt.state == "running"}
+        assert set(snap.trials) & running, (set(snap.trials), running)  # each slot's worker tree, by its id
+        assert all(lt.state == "running" for lt in live.values())
+        (outside / "gate").touch()
+        with qtbot.waitSignal(session.finished, timeout=60_000):
+            pass
+    finally:
+        (outside / "gate").touch()
+        session.stop_blocking()
+        session.close()
+        planned.release()
+    assert session.status == "done"
+
+
+def test_stop_leaves_no_task_or_actor_and_resume_finishes_the_run(qtbot, head, outside):
+    g = stepper_grid(outside, hold=True)
+    planned = plan_run(g, db=outside / "r.db", ray="local")
+    session = planned.session()
+    session.start()
+    qtbot.waitUntil(lambda: sum(1 for lt in session.trials().values() if lt.steps) == 2, timeout=60_000)
+    pids = [w.pid for w in session.pool.workers]
+    assert len(pids) == 2 and all(p and psutil.pid_exists(p) for p in pids)  # this machine is the node
+    assert our_actors_alive(head) and not resources_free(head)
+    with qtbot.waitSignal(session.finished, timeout=30_000):
+        session.stop()
+    session.close()
+    planned.release()
+    assert session.status == "stopped"
+    wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), 10, "the workers to be gone")
+    wait_for(lambda: not our_actors_alive(head), 10, lambda: f"actors still alive: {our_actors_alive(head)}")
+    wait_for(lambda: resources_free(head), 10, lambda: f"resources held: {head.available_resources()}")
+    assert not any(state == "finished" for state, _ in stored(outside / "r.db").values())
+
+    (outside / "gate").touch()
+    again = plan_run(g, db=outside / "r.db", resume=True, ray="local")
+    assert len(again.trials) == 4 and not again.done_ids
+    assert run_to_end(qtbot, again).status == "done"
+    assert sorted(state for state, _ in stored(outside / "r.db").values()) == ["finished"] * 4
+
+
+def test_a_trial_whose_actor_is_lost_runs_again_elsewhere_without_counting_as_a_crash(qtbot, head, outside):
+    g = stepper_grid(outside, hold=True)
+    planned = plan_run(g, db=outside / "r.db", ray="local")
+    session = planned.session()
+    session.start()
+    try:
+        qtbot.waitUntil(lambda: sum(1 for lt in session.trials().values() if lt.steps) == 2, timeout=60_000)
+        victim = next(w for w in session.pool.workers if w.trial_id)
+        tid = victim.trial_id
+        head.kill(victim.actor, no_restart=True)  # as when its node goes away
+        qtbot.waitUntil(lambda: session.trials()[tid].lost == 1, timeout=30_000)
+        (outside / "gate").touch()
+        with qtbot.waitSignal(session.finished, timeout=60_000):
+            pass
+    finally:
+        (outside / "gate").touch()
+        session.stop_blocking()
+        session.close()
+        planned.release()
+    lt = session.trials()[tid]
+    assert session.status == "done" and lt.state == "finished" and lt.crashes == 0
+    assert any("node lost" in line for line in lt.log)
+
+
+def test_a_remote_nodes_trial_folder_comes_back_while_the_trial_runs(qtbot, head, outside):
+    from gridwatch.cluster.pool import RayWorkerPool
+
+    g = stepper_grid(outside, hold=True, lrs="0.1")
+    planned = plan_run(g, db=outside / "r.db", ray="local")
+    cluster = planned.cluster
+
+    def remote_pool(slots, preload, parent):  # as on a node that does not share this machine's disk
+        return RayWorkerPool(cluster.ray, slots, preload, cluster.driver_node, copy_files=True, parent=parent)
+
+    session = planned.session(make_pool=remote_pool)
+    session.start()
+    try:
+        folders = [outside / "r" / "trials" / t.id for t in planned.trials]
+        qtbot.waitUntil(lambda: all((f / "artifact.txt").exists() for f in folders), timeout=60_000)
+        assert all(lt.state == "running" for lt in session.trials().values())
+        assert all((f / "artifact.txt").read_text().startswith("epoch 1 ") for f in folders)
+        assert not any((f / "stepper.py").is_symlink() for f in folders)  # made on the node, not here
+        (outside / "gate").touch()
+        with qtbot.waitSignal(session.finished, timeout=60_000):
+            pass
+    finally:
+        (outside / "gate").touch()
+        session.stop_blocking()
+        session.close()
+        planned.release()
+    assert session.status == "done"
+    for f in folders:
+        assert (f / "artifact.txt").read_text().count("epoch") == 3
+        assert "epoch 3/3" in (f / "gridwatch-output.log").read_text()
+
+
+def test_slots_beyond_the_cluster_are_refused_before_anything_is_written(head, outside):
+    g = stepper_grid(outside, hold=False)
+    with pytest.raises(PlanError, match="ask the Ray cluster .* for 5 CPUs, it has 2"):
+        plan_run(g, db=outside / "r.db", cpu_slots=5, ray="local")
+    assert not (outside / "r.db").exists()
+    assert ray.is_initialized()  # a connection the process had before is kept
+
+
+def test_cli_ray_local_runs_and_leaves_nothing_running(outside):
+    g = stepper_grid(outside, hold=False)
+    before = {p.pid for p in psutil.process_iter() if _is_ray_service(p)}
+    started = time.monotonic()
+    proc = cli("run", str(g), "--ray", "local", "--db", str(outside / "cli.db"), cwd=outside, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "slots of Ray cluster, 1 node (local)" in proc.stderr
+    assert "Leaderboard" in proc.stdout + proc.stderr
+    assert sorted(s for s, _ in stored(outside / "cli.db").values()) == ["finished"] * 4
+    left = wait_for(lambda: not [p for p in psutil.process_iter()
+                                 if _is_ray_service(p) and p.pid not in before and p.create_time() >= started - 60],
+                    15, "the local head's processes to end")
+    assert left
+
+
+def test_cli_ray_errors_are_one_line_and_exit_2(outside, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    g = stepper_grid(outside, hold=False)
+    proc = cli("run", str(g), "--ray", "127.0.0.1:1", cwd=outside, timeout=60)
+    assert proc.returncode == 2 and "nothing answers at 127.0.0.1:1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    env_less = cli("run", str(g), "--ray", "auto", cwd=outside, timeout=60)
+    assert env_less.returncode == 2 and "RAY_ADDRESS is not set" in env_less.stderr
+
+
+def _is_ray_service(p: psutil.Process) -> bool:
+    try:
+        return p.name() in ("raylet", "gcs_server") or "ray/_private/" in " ".join(p.cmdline()[:3])
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False

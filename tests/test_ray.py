@@ -3,7 +3,10 @@ stopped without leftovers, resumed, and a lost actor's trial run again elsewhere
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from gridwatch.run.headless import PlanError, plan_run
 
 from helpers import cli, grid, wait_for, write
 
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # as gridwatch imports it: no cluster of Ray's own making
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need the [ray] extra (make test installs it)")
 
 # Each trial reports three epochs; with `hold`, it waits after its first epoch until the file `gate` exists (the
@@ -264,3 +268,28 @@ def _is_ray_service(p: psutil.Process) -> bool:
         return p.name() in ("raylet", "gcs_server") or "ray/_private/" in " ".join(p.cmdline()[:3])
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
+
+
+AFTER_RAY = """
+import sys, psutil, ray
+from gridwatch.run.headless import plan_run, run_planned
+grid, folder = sys.argv[1], sys.argv[2]
+first = run_planned(plan_run(grid, db=folder + "/ray.db", ray="local"))  # kept, as the window keeps its last
+assert first.status == "done" and not ray.is_initialized()
+session = run_planned(plan_run(grid, db=folder + "/local.db"))  # Ray's queued leftovers are delivered here
+names = [p.name() for p in psutil.Process().children(recursive=True)]
+print(session.status, ray.is_initialized(), sorted(set(names)))
+"""
+
+
+def test_after_a_ray_run_the_process_starts_no_cluster_of_its_own(outside):
+    """Ray starts a cluster by itself on any call after ray.shutdown(); a local run next must not trigger it."""
+    g = stepper_grid(outside, hold=False)
+    write(outside / "after.py", AFTER_RAY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # as a user's shell has it
+    proc = subprocess.run([sys.executable, str(outside / "after.py"), str(g), str(outside)], cwd=outside,
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().startswith("done False"), proc.stdout
+    assert "raylet" not in proc.stdout and "gcs_server" not in proc.stdout
+    assert "Started a local Ray instance" not in proc.stderr

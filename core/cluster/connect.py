@@ -25,6 +25,9 @@ class ClusterError(ValueError):
 
 
 def import_ray() -> Any:
+    # Never let a Ray call start a cluster of its own (Ray's default after ray.shutdown()): gridwatch joins
+    # one only in connect().
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     try:
         import ray
     except ImportError:

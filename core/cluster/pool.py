@@ -111,6 +111,8 @@ class RaySlotWorker(QObject):
             self._batch.emit([("lost", f"{type(exc).__name__}: {first[:300]}")])
 
     def _call(self, method: str, *args: Any, group: str = "ctl") -> Any:
+        if not self.ray.is_initialized():  # the run left the cluster: nothing of it is left to call
+            raise RuntimeError("not connected to the Ray cluster")
         return getattr(self.actor, method).options(concurrency_group=group).remote(*args)
 
     # -- the SlotWorker surface -------------------------------------------------------------------------
@@ -125,26 +127,27 @@ class RaySlotWorker(QObject):
                                 "config": {**trial.config, "device": self.slot.torch_device}})
 
     def send(self, type_: str, **fields: object) -> None:
-        if self.actor is not None and not self.gone:
-            self._call("send", protocol.encode(type_, **fields))
+        self._tell("send", protocol.encode(type_, **fields))
 
     def close_input(self) -> None:
-        if self.actor is not None and not self.gone:
-            self._call("close_input")
+        self._tell("close_input")
 
     def terminate(self) -> None:
         self._ending = True
-        if self.actor is not None and not self.gone:
-            self._call("stop", STOP_GRACE_S)
+        self._tell("stop", STOP_GRACE_S)
 
     def kill(self) -> None:
-        if self.actor is not None and not self.gone:
-            self._call("signal", int(signal.SIGKILL))
+        self._tell("signal", int(signal.SIGKILL))
+
+    def _tell(self, method: str, *args: Any) -> None:
+        """A call whose answer nobody waits for; to a slot already gone, or after the run left, nothing."""
+        if self.actor is not None and not self.gone and self.ray.is_initialized():
+            self._call(method, *args)
 
     def end_actor(self) -> None:
         """The actor itself: its worker is gone or must go now (a lost cause, or the run's end)."""
         self._ending = True
-        if self.actor is not None:
+        if self.actor is not None and self.ray.is_initialized():  # after a disconnect it has ended already
             try:
                 self.ray.kill(self.actor, no_restart=True)
             except Exception:  # noqa: BLE001, S110 - already dead, or the cluster is gone
@@ -319,8 +322,8 @@ class RayWorkerPool(QObject):
             w.end_actor()
         for w in everyone:
             w.join(2.0)
-        if self._sampler is not None:
-            self._sampler.join(2.0 * SAMPLE_EVERY_S)
+        if self._sampler is not None:  # a sample in flight is waited for at most 2 s: not here
+            self._sampler.join(0.1)
 
     def _all(self) -> list[RaySlotWorker]:
         return [*self.workers, *self._retiring]
@@ -328,11 +331,12 @@ class RayWorkerPool(QObject):
     # -- telemetry from the nodes -----------------------------------------------------------------------
 
     def _sample_loop(self) -> None:
-        while not self._stop_sampling.wait(SAMPLE_EVERY_S):
-            asked = [(w, w._call("sample", group="tel")) for w in list(self.workers) if w.said_hello and not w.gone]
-            if not asked:
-                continue
+        while not self._stop_sampling.wait(SAMPLE_EVERY_S) and self.ray.is_initialized():
             try:
+                asked = [(w, w._call("sample", group="tel")) for w in list(self.workers)
+                         if w.said_hello and not w.gone]
+                if not asked:
+                    continue
                 ready, _ = self.ray.wait([r for _, r in asked], num_returns=len(asked), timeout=2 * SAMPLE_EVERY_S)
                 got = []
                 for w, ref in asked:
@@ -340,7 +344,7 @@ class RayWorkerPool(QObject):
                         got.append((w, self.ray.get(ref)))
             except Exception:  # noqa: BLE001 - a node going away: its slot's exit says so
                 continue
-            if got:
+            if got and not self._stop_sampling.is_set():
                 self.snapshot.emit(self.merge(got))
 
     def merge(self, got: list[tuple[RaySlotWorker, tuple[str, str, Snapshot]]]) -> Snapshot:

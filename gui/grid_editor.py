@@ -38,6 +38,12 @@ from gridwatch.grid.spec import GridSpec, SpecError, parse_grid
 from gridwatch.gui.model_form import ModelForm, ValueError_
 from gridwatch.results.store import SUFFIX
 
+RAY_TIP = ("Empty: run on this machine's slots. Otherwise the run's slots are actors on a Ray cluster "
+           "(pip install 'gridwatch[ray]', on every node):\n"
+           "  local: a Ray head on this machine for this run only, on loopback\n"
+           "  auto: the cluster in RAY_ADDRESS\n"
+           "  host:port or ray://host:10001: a running cluster's head")
+
 
 class RunBanner(QFrame):
     """Says whose grid is shown, read-only, and what can be done with it."""
@@ -119,6 +125,11 @@ class GridEditor(QWidget):
         dev_form.addRow("Threads per CPU slot", self.threads)
         dev_form.addRow("GPUs", self.gpus)
         dev_form.addRow("Slots per GPU", self.gpu_slots)
+        self.ray = QLineEdit()  # where the next run goes: a run option, not part of the grid file
+        self.ray.setPlaceholderText("this machine; or local, auto, host:port")
+        self.ray.setToolTip(RAY_TIP)
+        where_box = QGroupBox("Run on")  # stays editable for Run again and Resume of a run shown read-only
+        QFormLayout(where_box).addRow("Ray cluster", self.ray)
         self.model_pick = QComboBox()
         self.model_pick.activated.connect(self._show_model)
         add, remove = QPushButton("Add model"), QPushButton("Remove model")
@@ -143,8 +154,13 @@ class GridEditor(QWidget):
         lay = QVBoxLayout(page)
         lay.addWidget(run_box)
         lay.addWidget(dev_box)
+        lay.addWidget(where_box)
         lay.addWidget(model_box, 1)
         return page
+
+    def ray_address(self) -> str | None:
+        """The Ray cluster the next run goes to (as `gridwatch run --ray`), or None for this machine's slots."""
+        return self.ray.text().strip() or None
 
     # -- loading and saving -----------------------------------------------------------------------------
 

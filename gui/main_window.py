@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QFrame,
@@ -45,11 +46,11 @@ from gridwatch.results import runs
 from gridwatch.results.follow import Follower, is_live
 from gridwatch.results.store import ResultStore, StoreError, run_folder
 from gridwatch.run.devices import DeviceError, Machine
-from gridwatch.run.headless import MAX_TRIALS, PlanError, SnapshotBridge, plan_grid
+from gridwatch.run.headless import MAX_TRIALS, PlanError, PlannedRun, SnapshotBridge, plan_grid
 from gridwatch.run.live import LiveTrial
 from gridwatch.run.progress import Progress
 from gridwatch.run.session import RunSession
-from gridwatch.telemetry.sampler import GpuReader, TelemetrySampler
+from gridwatch.telemetry.sampler import GpuReader, Snapshot, TelemetrySampler
 from gridwatch.telemetry.starvation import Verdict
 
 CONFIRM_TRIALS = 10_000  # bigger grids ask first; MAX_TRIALS (gridwatch.run.headless) and up are refused
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.settings_file = settings_file  # window layout; None: not remembered (tests)
         self.machine, self.runs_dir = machine, runs_dir
         self.session: RunSession | None = None
+        self._planned: PlannedRun | None = None  # the last run started here, while it holds a Ray cluster
         self.store: ResultStore | None = None
         self.live: Mapping[str, LiveTrial] = {}
         self.models_meta: list[dict] = []
@@ -247,11 +249,22 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def _launch(self, spec: GridSpec, db: Path, resume: bool) -> None:
+        ray = self.editor.ray_address()
+        if ray is not None:  # joining (or starting) a cluster takes seconds: say so while the window waits
+            self.statusBar().showMessage(f"Connecting to the Ray cluster ({ray}) ...")
+            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            QApplication.processEvents()
         try:
-            planned = plan_grid(spec, db=db, resume=resume, machine=self.machine)
+            planned = plan_grid(spec, db=db, resume=resume, machine=None if ray else self.machine, ray=ray)
         except (PlanError, DeviceError, StoreError, SpecError) as exc:
             QMessageBox.critical(self, "Cannot start the run", str(exc))
             return
+        finally:
+            if ray is not None:
+                QApplication.restoreOverrideCursor()
+                self.statusBar().clearMessage()
+        self._release_cluster()
+        self._planned = planned  # kept to leave its Ray cluster when the run is over
         self._close_store()
         self.store = planned.store
         self.detail.trials_folder = run_folder(planned.store.path) / "trials"
@@ -268,8 +281,13 @@ class MainWindow(QMainWindow):
         session.data_wait_reported.connect(self.trials.refresh)
         session.verdict_changed.connect(self._on_verdict)
         session.pids_changed.connect(self.sampler.watch)
-        self.bridge.snapshot.connect(session.on_snapshot)
         self.monitor.go_live()
+        if session.remote:  # the monitor shows the cluster's nodes, sampled there, instead of this machine
+            self.bridge.snapshot.disconnect(self.monitor.on_snapshot)
+            session.snapshot_taken.connect(self._on_remote_snapshot)
+            self.monitor.rate.setEnabled(False)  # the nodes are read once a second, whatever this says
+        else:
+            self.bridge.snapshot.connect(session.on_snapshot)
         self.trials.set_badges({})
         self.trials.set_waiting({})
         live = session.trials()
@@ -285,8 +303,9 @@ class MainWindow(QMainWindow):
                 lt.set_steps(steps)
         self.diagnosis.show_verdicts(self._earlier_verdicts)
         origin = min((lt.started for lt in live.values() if lt.started), default=time.time())
-        self._show_run(live, spec, [s.id for s in planned.slots], origin)
-        self.monitor.set_slots([s.id for s in planned.slots])
+        lanes = [] if session.remote else [s.id for s in planned.slots]  # a Ray slot is named once placed
+        self._show_run(live, spec, lanes, origin)
+        self.monitor.set_slots(lanes)
         session.start()
         self.statusBar().showMessage(f"Running {len(planned.trials)} trials on {len(planned.slots)} slots "
                                      f"-> {planned.store.path}", 8000)
@@ -454,11 +473,29 @@ class MainWindow(QMainWindow):
         slots = self.session.slots() if self.session is not None else []
         self.monitor.set_starved(gpu_spans(verdicts, self.live, slots))
 
+    def _on_remote_snapshot(self, snap: Snapshot) -> None:
+        """A Ray run's telemetry: the slots' memory lines follow the slots as Ray places them."""
+        if sorted(snap.trials) != sorted(self.monitor.slots.names):
+            self.monitor.set_slots(sorted(snap.trials))
+        self.monitor.on_snapshot(snap)
+
+    def _release_cluster(self) -> None:
+        """Leave the last run's Ray cluster (a local head of its own stops)."""
+        if self._planned is not None:
+            self._planned.release()
+            self._planned = None
+
     def _on_finished(self, status: str) -> None:
         if self.session is not None:
-            self.bridge.snapshot.disconnect(self.session.on_snapshot)
+            if self.session.remote:
+                self.session.snapshot_taken.disconnect(self._on_remote_snapshot)
+                self.bridge.snapshot.connect(self.monitor.on_snapshot)
+                self.monitor.rate.setEnabled(not self.monitor.replaying)
+            else:
+                self.bridge.snapshot.disconnect(self.session.on_snapshot)
             self.session.pids_changed.disconnect(self.sampler.watch)
             self.session.close()
+            self._release_cluster()
         self._board_dirty = True
         self._ended_read = None  # the ended run's figures are read once more, as they are now
         self._refresh_board()
@@ -554,6 +591,7 @@ class MainWindow(QMainWindow):
                 return
             self.session.stop_blocking()
             self.session.close()
+        self._release_cluster()
         save_layout(self, self.settings_file)
         self.ticker.stop()
         self.monitor.timer.stop()

@@ -110,6 +110,7 @@ class MonitorView(QWidget):
         self.gpu = RingSeries([f"{k}{i}" for i in range(gpu_count)
                                for k in ("util", "mem", "power", "temp")], HOUR_AT_MAX_RATE)
         self.slots = RingSeries([], HOUR_AT_MAX_RATE)
+        self.nodes = RingSeries([], HOUR_AT_MAX_RATE)  # a Ray run's machines: CPU % of each
         self.replaying = False  # showing a finished run's stored telemetry; live samples wait
         self.util_plots: dict[int, pg.PlotWidget] = {}
         self.starved: dict[int, list[tuple[float, float | None]]] = {}  # GPU -> spans (end None: ongoing)
@@ -237,6 +238,18 @@ class MonitorView(QWidget):
                                pg.mkPen(PALETTE[(i + 3) % len(PALETTE)], width=1), 1 / GIB)
             item._gw_slot = True
 
+    def set_nodes(self, names: list[str]) -> None:
+        """One dashed CPU line per machine of a Ray run, beside the total of them all; none for a local run."""
+        self.curves = [c for c in self.curves if c[1] is not self.nodes]
+        for item in list(self.cpu_plot.listDataItems()):
+            if getattr(item, "_gw_node", False):
+                self.cpu_plot.removeItem(item)
+        self.nodes = RingSeries([f"cpu@{n}" for n in names], HOUR_AT_MAX_RATE)
+        for i, name in enumerate(names):
+            pen = pg.mkPen(PALETTE[(i + 1) % len(PALETTE)], width=1, style=Qt.PenStyle.DashLine)
+            item = self._curve(self.cpu_plot, self.nodes, f"cpu@{name}", f"node {name}", pen)
+            item._gw_node = True
+
     # -- data -------------------------------------------------------------------------------------------
 
     def on_snapshot(self, s: Snapshot) -> None:
@@ -257,6 +270,11 @@ class MonitorView(QWidget):
             self.gpu.append(s.t, g)
         if self.slots.names:
             self.slots.append(s.t, {k: p.rss for k, p in s.trials.items()})
+        if s.nodes or self.nodes.names:
+            names = [f"cpu@{n.name}" for n in s.nodes]
+            if names != self.nodes.names:
+                self.set_nodes([n.name for n in s.nodes])
+            self.nodes.append(s.t, {f"cpu@{n.name}": n.cpu_total for n in s.nodes})
         self.last_t = s.t
 
     def redraw(self, force: bool = False) -> None:
@@ -315,6 +333,7 @@ class MonitorView(QWidget):
         for ring in (self.host, self.gpu):
             ring.count = ring.head = 0
         self.set_slots(slot_ids)
+        self.set_nodes([])
         self.last_t = self.drawn_t = math.nan
 
     def replay(self, rows: list[tuple[float, str, float]], slot_ids: list[str]) -> None:

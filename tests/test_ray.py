@@ -293,3 +293,36 @@ def test_after_a_ray_run_the_process_starts_no_cluster_of_its_own(outside):
     assert proc.stdout.strip().startswith("done False"), proc.stdout
     assert "raylet" not in proc.stdout and "gcs_server" not in proc.stdout
     assert "Started a local Ray instance" not in proc.stderr
+
+
+def test_the_window_runs_a_grid_on_ray_and_shows_each_node(qtbot, head, outside, monkeypatch):
+    from gridwatch.gui.app import get_qapp
+    from gridwatch.gui.main_window import MainWindow
+    from gridwatch.run.devices import detect
+
+    get_qapp()
+    w = MainWindow(detect(), outside / "runs")
+    qtbot.addWidget(w)
+    w.confirm_stop = lambda: True
+    errors = []
+    monkeypatch.setattr("gridwatch.gui.main_window.QMessageBox.critical", lambda *a: errors.append(a[2]))
+    w.editor.load_file(stepper_grid(outside, hold=True))
+    w.editor.ray.setText("127.0.0.1:1")  # nothing there: a dialog, and nothing starts
+    w.start_run()
+    assert errors and "nothing answers at 127.0.0.1:1" in errors[0] and w.session is None
+    w.editor.ray.setText("local")
+    w.start_run()
+    try:
+        assert w.session is not None and w.session.remote
+        # while the trials run: the nodes' CPU lines and each slot's memory line, named by node
+        qtbot.waitUntil(lambda: bool(w.monitor.nodes.names) and len(w.monitor.nodes) > 0, timeout=60_000)
+        qtbot.waitUntil(lambda: len(w.monitor.slots.names) == 2, timeout=10_000)
+        assert all("/cpu" in name for name in w.monitor.slots.names), w.monitor.slots.names
+    finally:
+        (outside / "gate").touch()
+    qtbot.waitUntil(lambda: w.session.status is not None, timeout=120_000)
+    assert w.session.status == "done"
+    slots = {w.trials.trial_at(r).slot for r in range(w.trials.rowCount())}
+    assert w.trials.rowCount() == 4 and all("/cpu" in (s or "") for s in slots), slots
+    assert ray.is_initialized()  # the window joined the head it found, and leaves it running
+    w.close()

@@ -52,10 +52,15 @@ def connect(address: str, num_cpus: int | None = None) -> Any:
     elif address == "auto" and not os.environ.get("RAY_ADDRESS"):
         raise ClusterError("--ray auto: RAY_ADDRESS is not set; give the cluster's address, or 'local'")
     ray = import_ray()
-    if ray.is_initialized():
-        return ray
     if address != "local":
         reachable(os.environ["RAY_ADDRESS"] if address == "auto" else address)
+    if ray.is_initialized():  # one Ray connection per process: the one it has, if it is the one asked for
+        here = str(ray.get_runtime_context().gcs_address)
+        wanted = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+        if address != "local" and wanted.split("://", 1)[-1] != here:
+            raise ClusterError(f"--ray {address}: this process is connected to the Ray cluster at {here}; "
+                               "one run at a time joins one cluster")
+        return ray
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     try:
         if address == "local":

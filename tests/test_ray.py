@@ -182,9 +182,11 @@ def test_a_trial_whose_actor_is_lost_runs_again_elsewhere_without_counting_as_a_
     try:
         qtbot.waitUntil(lambda: sum(1 for lt in session.trials().values() if lt.steps) == 2, timeout=60_000)
         victim = next(w for w in session.pool.workers if w.trial_id)
-        tid = victim.trial_id
+        tid, orphan = victim.trial_id, victim.pid
+        assert orphan and psutil.pid_exists(orphan)
         head.kill(victim.actor, no_restart=True)  # as when its node goes away
         qtbot.waitUntil(lambda: session.trials()[tid].lost == 1, timeout=30_000)
+        wait_for(lambda: not psutil.pid_exists(orphan), 10, "the dead actor's worker to end itself")
         (outside / "gate").touch()
         with qtbot.waitSignal(session.finished, timeout=60_000):
             pass

@@ -318,6 +318,31 @@ def about_box(window: Any, shots: Shots) -> Steps:
     dialog.close()
 
 
+def ray_run(shots: Shots) -> Steps:
+    """The demo grid on a Ray head of its own (Run on: local): slots named by node, the node's CPU line."""
+    from gridwatch.gui.app import make_window
+
+    window = make_window()
+    window.show()
+    window.confirm_stop = lambda: True
+    window.editor.ray.setText("local")
+    yield "the window to show the demo grid", pause(1.0), 10
+    window.start_run()  # the head starts first: a few seconds
+    session = window.session
+    if session is None or not session.remote:
+        raise RuntimeError("the Ray run did not start")
+    yield ("a few trials done on the Ray slots, two running",
+           lambda: window.trials.tally.ended >= 4 and len(window.trials.running) >= 2, 180)
+    yield "the node's telemetry in the monitor", lambda: len(window.monitor.nodes) >= 5, 30
+    yield "a running trial with a few epochs", lambda: running_plain(window, 3) is not None, 60
+    select_trial(window, running_plain(window, 3) or "")
+    yield "its curves", pause(2.0), 5
+    shots.take(window, "ray.png")
+    session.stop()
+    yield "the Ray run to stop", lambda: session.status is not None, 30
+    window.close()
+
+
 def scenario(app: QApplication, shots: Shots, work: Path, runs_dir: Path) -> Steps:
     from gridwatch.gui.app import make_window
 
@@ -330,6 +355,7 @@ def scenario(app: QApplication, shots: Shots, work: Path, runs_dir: Path) -> Ste
     yield from runs_and_compare(followed, shots, runs_dir)
     yield from about_box(followed, shots)
     followed.close()
+    yield from ray_run(shots)
 
 
 def short_dir() -> Path:

@@ -328,3 +328,33 @@ def test_the_window_runs_a_grid_on_ray_and_shows_each_node(qtbot, head, outside,
     assert w.trials.rowCount() == 4 and all("/cpu" in (s or "") for s in slots), slots
     assert ray.is_initialized()  # the window joined the head it found, and leaves it running
     w.close()
+
+
+def test_a_slot_whose_actor_cannot_start_is_given_up_with_the_reason(qtbot, head, outside, monkeypatch):
+    """As when gridwatch (or a trainable's package) is missing on the node Ray picks: said, not retried forever."""
+    import gridwatch.cluster.pool as pool_module
+
+    class Broken:  # defined here, so Ray ships it by value: its creation fails on the node
+        def __init__(self, *args):
+            raise ModuleNotFoundError("No module named 'gridwatch'")
+
+        def info(self):
+            return {}
+
+        def stream(self):
+            yield []
+
+    monkeypatch.setattr(pool_module, "_actor_class", head.remote(max_restarts=0)(Broken))
+    planned = plan_run(stepper_grid(outside, hold=False), db=outside / "r.db", ray="local")
+    session = planned.session()
+    notices = []
+    session.notice.connect(notices.append)
+    with qtbot.waitSignal(session.finished, timeout=120_000):
+        session.start()
+    session.close()
+    planned.release()
+    assert session.status == "failed"
+    given_up = [n for n in notices if "given up" in n]
+    assert len(given_up) == 2 and all("worker failed to start on the Ray cluster" in n for n in given_up), notices
+    assert "No module named 'gridwatch'" in given_up[0]
+    assert any("4 queued trials left" in n for n in notices), notices

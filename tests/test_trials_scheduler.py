@@ -73,3 +73,11 @@ def test_unplaceable(tmp_path):
     ts = trials.expand(_grid(tmp_path))
     assert {t.model for t in unplaceable(ts, {"cpu"})} == {"b"}
     assert unplaceable(ts, {"cpu", "gpu"}) == []
+
+
+def test_no_slot_left_can_run_nothing_even_a_trial_for_any_device(tmp_path):
+    ts = trials.expand(_grid(tmp_path))
+    anyt = [t.__class__(**{**t.__dict__, "device_pref": "any", "id": t.id + "x"}) for t in ts[:1]]
+    s = TrialScheduler(anyt)
+    assert s.runnable_on({"cpu"}) and s.runnable_on({"gpu"})
+    assert not s.runnable_on(set())  # every slot given up: the run ends, saying what is left, instead of waiting

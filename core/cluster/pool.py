@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import threading
 import time
@@ -54,6 +55,15 @@ def slot_resources(slot: Slot, slots: list[Slot]) -> dict[str, float]:
         return {"num_cpus": float(slot.threads), "num_gpus": 0.0}
     sharing = sum(1 for s in slots if s.kind == "gpu" and s.gpu_index == slot.gpu_index)
     return {"num_cpus": 0.0, "num_gpus": 1.0 / max(1, sharing)}
+
+
+def ray_reason(exc: BaseException) -> str:
+    """Why an actor died, in one line: the error raised on the node where Ray's text names one (its creation
+    failed: `ModuleNotFoundError: No module named ...`), else the first line of Ray's own."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    raised = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): ", ln)]
+    line = raised[-1] if raised else (lines[0] if lines else "")
+    return f"{type(exc).__name__}: {line[:300]}" if line else type(exc).__name__
 
 
 class RaySlotWorker(QObject):
@@ -107,8 +117,7 @@ class RaySlotWorker(QObject):
                     return
             self._batch.emit([("exit", "worker stream ended")])
         except Exception as exc:  # noqa: BLE001 - ActorDiedError, a lost node, a failed start: all end the slot
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self._batch.emit([("lost", f"{type(exc).__name__}: {first[:300]}")])
+            self._batch.emit([("lost", ray_reason(exc))])
 
     def _call(self, method: str, *args: Any, group: str = "ctl") -> Any:
         if not self.ray.is_initialized():  # the run left the cluster: nothing of it is left to call
@@ -172,8 +181,12 @@ class RaySlotWorker(QObject):
                 self._write_file(item[1], item[2], item[3])
             elif kind == "info":
                 self._placed(item[1])
-            elif kind in ("exit", "lost"):
-                self._end(item[1] if kind == "exit" or self._ending else f"{LOST} ({self.node or '?'}): {item[1]}")
+            elif kind == "exit" or self._ending:
+                self._end(item[1])
+            elif kind == "lost" and not self.said_hello:  # e.g. gridwatch or a trainable's package missing there
+                self._end(f"worker failed to start on the Ray cluster ({self.node or 'not placed'}): {item[1]}")
+            elif kind == "lost":
+                self._end(f"{LOST} ({self.node or '?'}): {item[1]}")
 
     def _placed(self, info: dict[str, Any]) -> None:
         self.node, self.node_id = str(info.get("node", "")), str(info.get("node_id", ""))
@@ -267,7 +280,7 @@ class RayWorkerPool(QObject):
 
     def replace(self, w: RaySlotWorker, description: str) -> bool:
         slot = w.base_slot
-        if not w.said_hello and not description.startswith(LOST):
+        if not w.said_hello:  # a slot that never starts (Ray cannot create its actor) is given up, not retried
             self._bad_starts[slot.id] = self._bad_starts.get(slot.id, 0) + 1
             if self._bad_starts[slot.id] >= MAX_BAD_STARTS:
                 last = " | ".join(list(self._stray[slot.id])[-3:])

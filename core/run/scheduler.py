@@ -204,7 +204,8 @@ class TrialScheduler:
         self._dirty = True
 
     def runnable_on(self, kinds: set[str]) -> bool:
-        return any(t.device_pref == "any" or t.device_pref in kinds for t in self._queue)
+        """Can a queued trial run on slots of these kinds? Never on none: every slot given up ends the run."""
+        return bool(kinds) and any(t.device_pref == "any" or t.device_pref in kinds for t in self._queue)
 
     def predicted_work(self, now: float, kinds: set[str], running: list[tuple[Trial, str, float]]) -> float | None:
         """Seconds of work left by the learned estimates: every queued trial on its fastest kind, plus what

@@ -358,3 +358,20 @@ def test_a_slot_whose_actor_cannot_start_is_given_up_with_the_reason(qtbot, head
     assert len(given_up) == 2 and all("worker failed to start on the Ray cluster" in n for n in given_up), notices
     assert "No module named 'gridwatch'" in given_up[0]
     assert any("4 queued trials left" in n for n in notices), notices
+
+
+def test_an_address_that_answers_but_is_no_ray_cluster_is_refused_at_once(outside):
+    """A web server's port (a typo, the dashboard's 8265): Ray itself would retry for minutes."""
+    g = stepper_grid(outside, hold=False)
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"], cwd=outside,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
+        port = int(line.split(" port ")[1].split()[0])
+        # (Ray itself would still be retrying when this call's limit ends it)
+        proc = cli("run", str(g), "--ray", f"127.0.0.1:{port}", cwd=outside, timeout=60)
+        assert proc.returncode == 2 and "not a Ray cluster" in proc.stderr, proc.stderr[-2000:]
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()

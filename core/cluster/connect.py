@@ -17,6 +17,7 @@ from typing import Any
 from gridwatch.run.devices import GpuInfo, Machine
 
 LOCAL_OBJECT_STORE = 256 * 2**20  # gridwatch passes small messages only
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
 INSTALL_HINT = "the Ray backend needs Ray: pip install 'gridwatch[ray]'"
 
 
@@ -81,10 +82,23 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
     if not sep or not port.isdigit():
         raise ClusterError(f"--ray {address}: expected host:port or ray://host:port, 'auto' or 'local'")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout_s).close()
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout_s)
     except OSError as exc:
         raise ClusterError(f"--ray {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); is the "
                            "cluster's head running? (ray start --head on it)") from None
+    # Ray's GCS and its client server speak gRPC: HTTP/2, whose server answers a client's opening with a
+    # SETTINGS frame (type 4). Anything else (a web server, a database) would leave Ray retrying for minutes.
+    try:
+        sock.settimeout(timeout_s)
+        sock.sendall(H2_PREFACE)
+        reply = sock.recv(9)
+    except OSError:
+        reply = b""
+    finally:
+        sock.close()
+    if len(reply) < 4 or reply[3] != 4:
+        raise ClusterError(f"--ray {address}: something answers at {host}:{port}, but not a Ray cluster (no gRPC); "
+                           "give the head's GCS port (6379 by default) or its ray:// client port (10001)")
 
 
 def disconnect() -> None:

@@ -262,8 +262,8 @@ class RunSession(QObject):
         if w.trial_id is not None:
             struck = self._oom_watch.struck()  # the OOM killer, by the cgroup's count (or RAM nearly full)
             self._oom_watch = OomWatch()
-            self._apply(self.lifecycle.worker_died(w.trial_id, description, time.time(), self._stopping,
-                                                   struck or memory_low()))
+            oom = not self.remote and (struck or memory_low())  # this machine's memory says nothing of a node's
+            self._apply(self.lifecycle.worker_died(w.trial_id, description, time.time(), self._stopping, oom))
         if self._stopping:
             if not self.pool.workers:
                 self._finalize()

@@ -16,7 +16,7 @@ import pytest
 from gridwatch.results.store import ResultStore
 from gridwatch.run.headless import PlanError, plan_run
 
-from helpers import cli, grid, wait_for, write
+from helpers import alive, cli, cli_popen, descendants, grid, is_worker, wait_for, write
 
 os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")  # as gridwatch imports it: no cluster of Ray's own making
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need the [ray] extra (make test installs it)")
@@ -375,3 +375,25 @@ def test_an_address_that_answers_but_is_no_ray_cluster_is_refused_at_once(outsid
         server.kill()
         server.wait()
         server.stdout.close()
+
+
+def test_when_the_only_node_dies_the_run_ends_saying_so_and_leaves_nothing(outside):
+    """`--ray local` whose raylet is killed mid-trial: Ray's own calls to its actors never return, so the run
+    must notice the node declared dead, end (exit 1) with what is left queued, and leave no process behind."""
+    g = stepper_grid(outside, hold=True)  # the gate never opens: only the node's death ends these trials
+    proc = cli_popen("run", str(g), "--ray", "local", "--db", str(outside / "r.db"), cwd=outside)
+    try:
+        raylet = wait_for(lambda: next((p for p in descendants(proc.pid) if p.name() == "raylet"), None), 60,
+                          "the local head's raylet")
+        wait_for(lambda: len(list(outside.glob("r/trials/*/artifact.txt"))) == 2, 60, "two trials running")
+        family = descendants(proc.pid)
+        assert any(is_worker(p) for p in family)
+        raylet.kill()
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err[-3000:]
+    assert "no live node left in the Ray cluster" in err and "queued trials left" in err, err[-3000:]
+    wait_for(lambda: not alive(family), 30, lambda: f"left running: {[p.name() for p in alive(family)]}")

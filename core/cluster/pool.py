@@ -88,6 +88,7 @@ class RaySlotWorker(QObject):
         self.baseline_rss: float | None = None
         self.hello: dict[str, str | None] = {}
         self.gone = False  # its exit was handed on
+        self.node_dead = False  # the cluster declared its node dead: said once
         self._ending = False  # gridwatch ended it: its actor's death is no lost node
         self._trial_dir: Path | None = None
         self._resources, self._env = resources, env
@@ -258,6 +259,7 @@ class RayWorkerPool(QObject):
         self._stray: dict[str, deque[str]] = {}
         self._gpu_numbers: dict[tuple[str, int], int] = {}  # (node id, GPU on it) -> the run's GPU number
         self._stop_sampling = threading.Event()
+        self.live_nodes: set[str] | None = None  # the cluster's live nodes, as last asked (None: not yet)
         self._sampler: threading.Thread | None = None
 
     def start(self) -> None:
@@ -280,6 +282,9 @@ class RayWorkerPool(QObject):
 
     def replace(self, w: RaySlotWorker, description: str) -> bool:
         slot = w.base_slot
+        if self.live_nodes is not None and not self.live_nodes:  # nowhere to start it: say so, end the run
+            self.gave_up.emit(f"slot {slot.id} given up: no live node left in the Ray cluster")
+            return False
         if not w.said_hello:  # a slot that never starts (Ray cannot create its actor) is given up, not retried
             self._bad_starts[slot.id] = self._bad_starts.get(slot.id, 0) + 1
             if self._bad_starts[slot.id] >= MAX_BAD_STARTS:
@@ -333,8 +338,8 @@ class RayWorkerPool(QObject):
         everyone = [*self._all(), *self._ended]
         for w in everyone:
             w.end_actor()
-        for w in everyone:
-            w.join(2.0)
+        for w in everyone:  # a dead node's stream may never end: its thread is a daemon, not waited for long
+            w.join(0.2 if w.node_dead else 2.0)
         if self._sampler is not None:  # a sample in flight is waited for at most 2 s: not here
             self._sampler.join(0.1)
 
@@ -345,6 +350,7 @@ class RayWorkerPool(QObject):
 
     def _sample_loop(self) -> None:
         while not self._stop_sampling.wait(SAMPLE_EVERY_S) and self.ray.is_initialized():
+            self._check_nodes()
             try:
                 asked = [(w, w._call("sample", group="tel")) for w in list(self.workers)
                          if w.said_hello and not w.gone]
@@ -359,6 +365,24 @@ class RayWorkerPool(QObject):
                 continue
             if got and not self._stop_sampling.is_set():
                 self.snapshot.emit(self.merge(got))
+
+    def _check_nodes(self) -> None:
+        """A slot whose node the cluster has declared dead is lost, even while Ray's own calls to it still wait
+        (when the node's raylet dies, its actors' streams never end)."""
+        try:
+            alive = {str(n["NodeID"]) for n in self.ray.nodes() if n.get("Alive")}
+        except Exception:  # noqa: BLE001 - the cluster itself is unreachable: the same as no live node
+            alive = set()
+        self.live_nodes = alive
+        for w in list(self.workers):
+            if w.gone or w.node_dead:
+                continue
+            if w.node_id and w.node_id not in alive:
+                w.node_dead = True
+                w._batch.emit([("lost", f"its node {w.node or w.node_id[:8]} was declared dead by the cluster")])
+            elif not alive:  # not placed yet, and nowhere it could be
+                w.node_dead = True
+                w._batch.emit([("lost", "no live node left in the Ray cluster")])
 
     def merge(self, got: list[tuple[RaySlotWorker, tuple[str, str, Snapshot]]]) -> Snapshot:
         """One snapshot of the whole run: host figures summed over nodes (each node once), GPUs numbered for

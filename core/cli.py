@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu-slots", type=int, metavar="N", help="CPU worker slots (default: the grid's)")
     run.add_argument("--gpus", metavar="LIST", help="'all', 'none' or GPU indices like 0,1")
     run.add_argument("--ray", metavar="ADDRESS",
-                     help="run the slots on a Ray cluster: its address (host:port, ray://host:port), 'auto' "
+                     help="run the slots on a Ray cluster: its head's address (host:port), 'auto' "
                      "(RAY_ADDRESS) or 'local' (a head on this machine, on loopback, for this run); needs "
                      "pip install 'gridwatch[ray]'")
     run.add_argument("--quiet", action="store_true",

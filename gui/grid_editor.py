@@ -42,7 +42,7 @@ RAY_TIP = ("Empty: run on this machine's slots. Otherwise the run's slots are ac
            "(pip install 'gridwatch[ray]', on every node):\n"
            "  local: a Ray head on this machine for this run only, on loopback\n"
            "  auto: the cluster in RAY_ADDRESS\n"
-           "  host:port or ray://host:10001: a running cluster's head")
+           "  host:port: a running cluster's head (its GCS address, port 6379 by default)")
 
 
 class RunBanner(QFrame):

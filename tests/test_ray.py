@@ -69,7 +69,7 @@ def our_actors_alive(r) -> list[str]:
     from ray._private import state  # the GCS actor table; the public listing needs the dashboard
 
     return [a["ActorID"] for a in state.actors().values()
-            if a["State"] != "DEAD" and a.get("ActorClassName", "").endswith("SlotActorImpl")]
+            if a["State"] != "DEAD" and a.get("ActorClassName", "").endswith("SlotActor")]
 
 
 def resources_free(r) -> bool:
@@ -196,8 +196,8 @@ def test_a_trial_whose_actor_is_lost_runs_again_elsewhere_without_counting_as_a_
         session.close()
         planned.release()
     lt = session.trials()[tid]
-    assert session.status == "done" and lt.state == "finished" and lt.crashes == 0
-    assert any("node lost" in line for line in lt.log)
+    assert session.status == "done" and lt.state == "finished" and lt.crashes == 0, (session.status, lt)
+    assert any("node lost" in line for line in lt.log), list(lt.log)
 
 
 def test_a_remote_nodes_trial_folder_comes_back_while_the_trial_runs(qtbot, head, outside):
@@ -263,6 +263,8 @@ def test_cli_ray_errors_are_one_line_and_exit_2(outside, monkeypatch):
     assert "Traceback" not in proc.stderr
     env_less = cli("run", str(g), "--ray", "auto", cwd=outside, timeout=60)
     assert env_less.returncode == 2 and "RAY_ADDRESS is not set" in env_less.stderr
+    client = cli("run", str(g), "--ray", "ray://127.0.0.1:10001", cwd=outside, timeout=60)
+    assert client.returncode == 2 and "Ray Client (ray://) addresses are not supported" in client.stderr
 
 
 def _is_ray_service(p: psutil.Process) -> bool:
@@ -397,3 +399,9 @@ def test_when_the_only_node_dies_the_run_ends_saying_so_and_leaves_nothing(outsi
     assert proc.returncode == 1, err[-3000:]
     assert "no live node left in the Ray cluster" in err and "queued trials left" in err, err[-3000:]
     wait_for(lambda: not alive(family), 30, lambda: f"left running: {[p.name() for p in alive(family)]}")
+
+
+def test_a_gpu_the_cluster_lacks_is_named_as_the_clusters(head, outside):
+    g = stepper_grid(outside, hold=False)
+    with pytest.raises(ValueError, match=r"GPU 0 not found \(the Ray cluster's GPUs: none\)"):
+        plan_run(g, db=outside / "r.db", gpus="0", ray="local")

@@ -1,6 +1,6 @@
 """Joining a Ray cluster for one run, and what that cluster has to offer as a `Machine`.
 
-`--ray ADDRESS` connects to a running cluster (`ray://host:10001`, `host:6379`); `auto` is the cluster named
+`--ray ADDRESS` connects to a running cluster (its head's GCS address, `host:6379`); `auto` is the cluster named
 by RAY_ADDRESS; `local` starts a head on this machine for this run only, listening on loopback, and stops it
 at the end. Nothing else is started: no dashboard, no usage reporting, no token written to the home folder.
 """
@@ -47,7 +47,10 @@ def connect(address: str, num_cpus: int | None = None) -> Any:
     """ray, initialised for this process; raises ClusterError with the reason in words."""
     address = address.strip()
     if not address:
-        raise ClusterError("--ray: give an address (host:port or ray://host:port), 'auto' or 'local'")
+        raise ClusterError("--ray: give an address (host:port), 'auto' or 'local'")
+    if address.startswith("ray://"):  # its actors cannot stream, and gridwatch's slots are streams
+        raise ClusterError(f"--ray {address}: Ray Client (ray://) addresses are not supported; give the head's "
+                           "GCS address instead (host:6379), from a machine that can reach the cluster's nodes")
     if address == "local":
         quiet_local_env()
     elif address == "auto" and not os.environ.get("RAY_ADDRESS"):
@@ -76,11 +79,12 @@ def connect(address: str, num_cpus: int | None = None) -> Any:
 
 
 def reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Refuse an address nothing answers on within seconds (Ray itself would retry for minutes)."""
+    """Refuse an address nothing answers on within seconds (Ray itself would retry for minutes), and one where
+    something answers that is not Ray's GCS."""
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit():
-        raise ClusterError(f"--ray {address}: expected host:port or ray://host:port, 'auto' or 'local'")
+        raise ClusterError(f"--ray {address}: expected host:port (the head's GCS address), 'auto' or 'local'")
     try:
         sock = socket.create_connection((host.strip("[]"), int(port)), timeout_s)
     except OSError as exc:
@@ -98,7 +102,7 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
         sock.close()
     if len(reply) < 4 or reply[3] != 4:
         raise ClusterError(f"--ray {address}: something answers at {host}:{port}, but not a Ray cluster (no gRPC); "
-                           "give the head's GCS port (6379 by default) or its ray:// client port (10001)")
+                           "give the head's GCS port (6379 by default)")
 
 
 def disconnect() -> None:

@@ -41,11 +41,18 @@ SAMPLE_EVERY_S = 1.0  # each node's telemetry is read this often
 _actor_class: Any = None
 
 
+# Which of the actor's methods run beside its stream, and in which thread: control (ordered) and telemetry.
+# Declared on the methods (the same for every call).
+METHOD_GROUPS = {"info": "ctl", "send": "ctl", "close_input": "ctl", "signal": "ctl", "stop": "ctl", "sample": "tel"}
+
+
 def actor_class(ray: Any) -> Any:
     global _actor_class
     if _actor_class is None:
-        _actor_class = ray.remote(max_restarts=0, max_task_retries=0,
-                                  concurrency_groups={"ctl": 1, "tel": 1})(SlotActorImpl)
+        grouped = {name: ray.method(concurrency_group=group)(getattr(SlotActorImpl, name))
+                   for name, group in METHOD_GROUPS.items()}
+        cls = type("SlotActor", (SlotActorImpl,), grouped)
+        _actor_class = ray.remote(max_restarts=0, max_task_retries=0, concurrency_groups={"ctl": 1, "tel": 1})(cls)
     return _actor_class
 
 
@@ -120,10 +127,10 @@ class RaySlotWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - ActorDiedError, a lost node, a failed start: all end the slot
             self._batch.emit([("lost", ray_reason(exc))])
 
-    def _call(self, method: str, *args: Any, group: str = "ctl") -> Any:
+    def _call(self, method: str, *args: Any) -> Any:
         if not self.ray.is_initialized():  # the run left the cluster: nothing of it is left to call
             raise RuntimeError("not connected to the Ray cluster")
-        return getattr(self.actor, method).options(concurrency_group=group).remote(*args)
+        return getattr(self.actor, method).remote(*args)
 
     # -- the SlotWorker surface -------------------------------------------------------------------------
 
@@ -352,7 +359,7 @@ class RayWorkerPool(QObject):
         while not self._stop_sampling.wait(SAMPLE_EVERY_S) and self.ray.is_initialized():
             self._check_nodes()
             try:
-                asked = [(w, w._call("sample", group="tel")) for w in list(self.workers)
+                asked = [(w, w._call("sample")) for w in list(self.workers)
                          if w.said_hello and not w.gone]
                 if not asked:
                     continue

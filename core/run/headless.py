@@ -113,7 +113,8 @@ def _plan(grid: GridSpec, db: str | Path | None, resume: bool, cpu_slots: int | 
     try:
         slots = devices.plan_slots(machine, grid.devices, cpu_slots, indices, given)
     except devices.DeviceError as exc:
-        raise devices.DeviceError(f"--gpus: {exc}" if given else f"{grid.path}: devices.gpus: {exc}") from None
+        why = str(exc).replace("this machine's GPUs", "the Ray cluster's GPUs") if cluster is not None else str(exc)
+        raise devices.DeviceError(f"--gpus: {why}" if given else f"{grid.path}: devices.gpus: {why}") from None
     if not slots:
         raise PlanError("no slots to run on: cpu_slots is 0 and no GPU is used")
     if cluster is not None:

@@ -49,9 +49,11 @@ def apply(scheme: Qt.ColorScheme) -> Colours:
     c = colours_for(scheme)
     pg.setConfigOptions(background=c.background, foreground=c.foreground)
     if isinstance(QGuiApplication.instance(), QApplication):
-        for widget in QApplication.allWidgets():
-            if isinstance(widget, pg.PlotWidget):
-                retheme(widget, c)
+        # The plots of each window, found from the windows down: not every widget of the application wrapped
+        # for Python (one of them may be mid-destruction, and wrapping it crashed the process).
+        for top in QApplication.topLevelWidgets():
+            for plot in top.findChildren(pg.PlotWidget):
+                retheme(plot, c)
     return c
 
 

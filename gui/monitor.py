@@ -163,18 +163,41 @@ class MonitorView(QWidget):
             note.setStyleSheet("border: 1px dashed palette(mid); padding: 12px;")  # readable light or dark
             layout.addWidget(note)
         for i in range(self.gpu_count):
-            util = _plot("%", 100)
-            self.util_plots[i] = util
-            self._curve(util, self.gpu, f"util{i}", "utilisation", pg.mkPen(PURPLE, width=2))
-            self._curve(util, self.gpu, f"mem{i}", "memory used", pg.mkPen(ORANGE, width=2))
-            power = _plot("power (W)")
-            self._curve(power, self.gpu, f"power{i}", "power W", pg.mkPen(BROWN, width=1))
-            temp = self._curve(_right_axis(power, "temperature (°C)"), self.gpu, f"temp{i}", None,
-                               pg.mkPen(TEAL, width=1))
-            power.getPlotItem().legend.addItem(temp, "temp °C")
-            self._add(layout, f"GPU {i}: utilisation and memory used (%)", util, 1, UTIL_TIP)
-            self._add(layout, f"GPU {i}: power (W, left axis) and temperature (°C, right axis)", power, 1,
-                      POWER_TIP)
+            self._gpu_plots(layout, i)
+        self._share_time_axis()
+
+    def _gpu_plots(self, layout: QVBoxLayout, i: int) -> None:
+        util = _plot("%", 100)
+        self.util_plots[i] = util
+        self._curve(util, self.gpu, f"util{i}", "utilisation", pg.mkPen(PURPLE, width=2))
+        self._curve(util, self.gpu, f"mem{i}", "memory used", pg.mkPen(ORANGE, width=2))
+        power = _plot("power (W)")
+        self._curve(power, self.gpu, f"power{i}", "power W", pg.mkPen(BROWN, width=1))
+        temp = self._curve(_right_axis(power, "temperature (°C)"), self.gpu, f"temp{i}", None,
+                           pg.mkPen(TEAL, width=1))
+        power.getPlotItem().legend.addItem(temp, "temp °C")
+        self._add(layout, f"GPU {i}: utilisation and memory used (%)", util, 1, UTIL_TIP)
+        self._add(layout, f"GPU {i}: power (W, left axis) and temperature (°C, right axis)", power, 1,
+                  POWER_TIP)
+
+    def ensure_gpus(self, count: int) -> None:
+        """A Ray run's GPUs, numbered for the run, may outnumber this machine's: plots for the ones beyond."""
+        layout = self.layout()
+        if count <= self.gpu_count or not isinstance(layout, QVBoxLayout):
+            return
+        old = self.gpu
+        ring = RingSeries([f"{k}{i}" for i in range(count) for k in ("util", "mem", "power", "temp")],
+                          HOUR_AT_MAX_RATE)
+        ring.values[: len(old.names)] = old.values  # the GPUs already shown keep their rows and their history
+        ring.t[:], ring.count, ring.head = old.t, old.count, old.head
+        self.curves = [(item, ring if r is old else r, row, scale) for item, r, row, scale in self.curves]
+        self.gpu = ring
+        note = self.findChild(QLabel, "gpu_note")
+        if note is not None:
+            note.hide()
+        for i in range(self.gpu_count, count):
+            self._gpu_plots(layout, i)
+        self.gpu_count = count
         self._share_time_axis()
 
     @staticmethod
@@ -266,6 +289,8 @@ class MonitorView(QWidget):
             mem = 100.0 * gs.mem_used / gs.mem_total if gs.mem_total == gs.mem_total and gs.mem_total else math.nan
             g.update({f"util{gs.index}": gs.util, f"mem{gs.index}": mem, f"power{gs.index}": gs.power_w,
                       f"temp{gs.index}": gs.temp_c})
+        if s.nodes and s.gpus:  # a Ray run: its nodes' GPUs
+            self.ensure_gpus(max(gs.index for gs in s.gpus) + 1)
         if self.gpu_count:
             self.gpu.append(s.t, g)
         if self.slots.names:

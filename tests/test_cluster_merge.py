@@ -42,3 +42,36 @@ def test_slot_resources_share_a_gpu_and_reserve_threads():
              Slot("gpu1", "gpu", 1, gpu_index=1)]
     assert slot_resources(slots[0], slots) == {"num_cpus": 2.0, "num_gpus": 0.0}
     assert slot_resources(slots[1], slots)["num_gpus"] == 0.5 and slot_resources(slots[3], slots)["num_gpus"] == 1.0
+
+
+def test_the_monitor_plots_a_ray_runs_gpus_though_this_machine_has_none(qtbot):
+    import math
+
+    from PySide6.QtWidgets import QLabel
+
+    from gridwatch.gui.app import get_qapp
+    from gridwatch.gui.monitor import MonitorView
+    from gridwatch.telemetry.sampler import NodeLoad
+
+    get_qapp()
+    monitor = MonitorView(2, 0, "no NVIDIA GPU (NVML: driver library not found)")
+    qtbot.addWidget(monitor)
+    note = monitor.findChild(QLabel, "gpu_note")
+    assert note is not None and not note.isHidden() and not monitor.util_plots
+
+    def snap(t: float, utils: list[float]) -> Snapshot:
+        gpus = tuple(GpuSample(i, util=u, mem_used=1.0, mem_total=4.0) for i, u in enumerate(utils))
+        return replace(node_snap(50.0, 2, 30.0, gpus, 1.0), t=t, nodes=(NodeLoad("gpu-box", 50.0, 2, 30.0, 100.0),))
+
+    monitor.on_snapshot(snap(1.0, [10.0, 20.0]))
+    assert sorted(monitor.util_plots) == [0, 1] and note.isHidden()
+    monitor.on_snapshot(snap(2.0, [11.0, 21.0, 31.0]))  # a third GPU: its node joined the run
+    assert sorted(monitor.util_plots) == [0, 1, 2]
+    t, values = monitor.gpu.window(None, 3.0)
+    util0, util2 = values[monitor.gpu.index["util0"]], values[monitor.gpu.index["util2"]]
+    assert list(util0) == [10.0, 11.0]  # GPU 0 kept its history when the plots grew
+    assert math.isnan(util2[0]) and util2[1] == 31.0
+    monitor.redraw(force=True)
+    drawn = monitor.util_plots[0].listDataItems()[0].getData()[1]
+    assert list(drawn) == [10.0, 11.0]  # GPU 0's line reads the grown ring, not the one it was made with
+    assert monitor.nodes.names == ["cpu@gpu-box"]

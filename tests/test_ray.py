@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -85,6 +86,26 @@ def run_to_end(qtbot, planned, timeout=120_000):
     return session
 
 
+@contextmanager
+def started(planned, gate: Path, make_pool=None):
+    """A gated grid's session, started; on the way out its gate opens and nothing of the run is left."""
+    session = planned.session(make_pool=make_pool)
+    session.start()
+    try:
+        yield session
+    finally:
+        gate.touch()
+        session.stop_blocking()
+        session.close()
+        planned.release()
+
+
+def open_gate_and_finish(qtbot, session, gate: Path) -> None:
+    gate.touch()
+    with qtbot.waitSignal(session.finished, timeout=60_000):
+        pass
+
+
 def stored(db: Path) -> dict[str, tuple[str, dict[str, float]]]:
     store = ResultStore(db)
     try:
@@ -117,11 +138,9 @@ def test_a_grid_on_ray_has_the_local_runs_trial_ids_and_results(qtbot, head, out
 def test_metrics_logs_and_node_telemetry_arrive_while_trials_run(qtbot, head, outside):
     g = stepper_grid(outside, hold=True, lrs="0.1")
     planned = plan_run(g, db=outside / "r.db", ray="local")
-    session = planned.session()
     snaps = []
-    session.snapshot_taken.connect(snaps.append)
-    session.start()
-    try:
+    with started(planned, outside / "gate") as session:
+        session.snapshot_taken.connect(snaps.append)
         live = session.trials()
         qtbot.waitUntil(lambda: sum(1 for lt in live.values() if lt.state == "running" and lt.steps) == 2,
                         timeout=60_000)
@@ -137,14 +156,7 @@ def test_metrics_logs_and_node_telemetry_arrive_while_trials_run(qtbot, head, ou
         running = {lt.slot for lt in live.values() if lt.state == "running"}
         assert set(snap.trials) & running, (set(snap.trials), running)  # each slot's worker tree, by its id
         assert all(lt.state == "running" for lt in live.values())
-        (outside / "gate").touch()
-        with qtbot.waitSignal(session.finished, timeout=60_000):
-            pass
-    finally:
-        (outside / "gate").touch()
-        session.stop_blocking()
-        session.close()
-        planned.release()
+        open_gate_and_finish(qtbot, session, outside / "gate")
     assert session.status == "done"
 
 
@@ -177,9 +189,7 @@ def test_stop_leaves_no_task_or_actor_and_resume_finishes_the_run(qtbot, head, o
 def test_a_trial_whose_actor_is_lost_runs_again_elsewhere_without_counting_as_a_crash(qtbot, head, outside):
     g = stepper_grid(outside, hold=True)
     planned = plan_run(g, db=outside / "r.db", ray="local")
-    session = planned.session()
-    session.start()
-    try:
+    with started(planned, outside / "gate") as session:
         qtbot.waitUntil(lambda: sum(1 for lt in session.trials().values() if lt.steps) == 2, timeout=60_000)
         victim = next(w for w in session.pool.workers if w.trial_id)
         tid, orphan = victim.trial_id, victim.pid
@@ -187,14 +197,7 @@ def test_a_trial_whose_actor_is_lost_runs_again_elsewhere_without_counting_as_a_
         head.kill(victim.actor, no_restart=True)  # as when its node goes away
         qtbot.waitUntil(lambda: session.trials()[tid].lost == 1, timeout=30_000)
         wait_for(lambda: not psutil.pid_exists(orphan), 10, "the dead actor's worker to end itself")
-        (outside / "gate").touch()
-        with qtbot.waitSignal(session.finished, timeout=60_000):
-            pass
-    finally:
-        (outside / "gate").touch()
-        session.stop_blocking()
-        session.close()
-        planned.release()
+        open_gate_and_finish(qtbot, session, outside / "gate")
     lt = session.trials()[tid]
     assert session.status == "done" and lt.state == "finished" and lt.crashes == 0, (session.status, lt)
     assert any("node lost" in line for line in lt.log), list(lt.log)
@@ -210,22 +213,13 @@ def test_a_remote_nodes_trial_folder_comes_back_while_the_trial_runs(qtbot, head
     def remote_pool(slots, preload, parent):  # as on a node that does not share this machine's disk
         return RayWorkerPool(cluster.ray, slots, preload, cluster.driver_node, copy_files=True, parent=parent)
 
-    session = planned.session(make_pool=remote_pool)
-    session.start()
-    try:
+    with started(planned, outside / "gate", remote_pool) as session:
         folders = [outside / "r" / "trials" / t.id for t in planned.trials]
         qtbot.waitUntil(lambda: all((f / "artifact.txt").exists() for f in folders), timeout=60_000)
         assert all(lt.state == "running" for lt in session.trials().values())
         assert all((f / "artifact.txt").read_text().startswith("epoch 1 ") for f in folders)
         assert not any((f / "stepper.py").is_symlink() for f in folders)  # made on the node, not here
-        (outside / "gate").touch()
-        with qtbot.waitSignal(session.finished, timeout=60_000):
-            pass
-    finally:
-        (outside / "gate").touch()
-        session.stop_blocking()
-        session.close()
-        planned.release()
+        open_gate_and_finish(qtbot, session, outside / "gate")
     assert session.status == "done"
     for f in folders:
         assert (f / "artifact.txt").read_text().count("epoch") == 3

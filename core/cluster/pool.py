@@ -16,26 +16,24 @@ import re
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from gridwatch.cluster.actor import SlotActorImpl
 from gridwatch.grid.spec import ModelSpec
 from gridwatch.grid.trials import Trial
 from gridwatch.run.devices import Slot
-from gridwatch.run.launcher import hello_info
+from gridwatch.run.launcher import hand_on
 from gridwatch.run.lifecycle import NODE_LOST as LOST  # an exit no process chose: the trial runs elsewhere
+from gridwatch.run.pool import STOP_GRACE_MS, SlotPool
 from gridwatch.telemetry.nvml import GpuSample
 from gridwatch.telemetry.sampler import NodeLoad, ProcSample, Snapshot
 from gridwatch.worker import protocol
 
-MAX_BAD_STARTS = 3
-STOP_GRACE_S = 3.0
-STRAY_KEPT = 20
+STOP_GRACE_S = STOP_GRACE_MS / 1000
 SAMPLE_EVERY_S = 1.0  # each node's telemetry is read this often
 
 _actor_class: Any = None
@@ -110,10 +108,6 @@ class RaySlotWorker(QObject):
         self._thread = threading.Thread(target=self._pump, name=f"ray-{self.slot.id}", daemon=True)
         self._thread.start()
 
-    @property
-    def running(self) -> bool:
-        return not self.gone
-
     def _pump(self) -> None:
         try:
             info = self.ray.get(self._call("info"))
@@ -182,7 +176,7 @@ class RaySlotWorker(QObject):
         for item in batch:
             kind = item[0]
             if kind == "out":
-                self._on_line(item[1])
+                hand_on(self, item[1])
             elif kind == "err":
                 self.stray_line.emit(self, item[1])
             elif kind == "file":
@@ -201,21 +195,6 @@ class RaySlotWorker(QObject):
         self.gpu_ids = [str(g) for g in info.get("gpu_ids", [])]
         self.pid = int(info["pid"]) if isinstance(info.get("pid"), int) else None
         self.slot = replace(self.base_slot, id=f"{self.node}/{self.base_slot.id}")
-
-    def _on_line(self, line: str) -> None:
-        if not line.strip():
-            return
-        try:
-            msg = protocol.decode(line)
-        except protocol.ProtocolError:
-            self.stray_line.emit(self, line)
-            return
-        if msg["type"] == "hello":
-            self.said_hello = True
-            self.hello = hello_info(msg)
-            rss = msg.get("baseline_rss")
-            self.baseline_rss = float(rss) if isinstance(rss, (int, float)) else None
-        self.message.emit(self, msg)
 
     def _write_file(self, rel: str, offset: int, data: bytes) -> None:
         """A remote trial's file, into its folder here; a path that would leave the folder is refused."""
@@ -239,31 +218,22 @@ class RaySlotWorker(QObject):
         self.exited.emit(self, description)
 
 
-class RayWorkerPool(QObject):
-    """WorkerPool's surface over Ray actors; `snapshot` carries each node's telemetry, merged, once a second."""
+class RayWorkerPool(SlotPool):
+    """SlotPool over Ray actors; `snapshot` carries each node's telemetry, merged, once a second."""
 
-    message = Signal(object, object)
-    stray_line = Signal(object, str)
-    exited = Signal(object, str)
-    pids_changed = Signal(dict)
-    gave_up = Signal(str)
     snapshot = Signal(object)
+    workers: list[RaySlotWorker]
+    _retiring: list[RaySlotWorker]
 
-    remote = True  # telemetry comes from the nodes, not from this machine's sampler
+    remote = True
 
     def __init__(self, ray: Any, slots: list[Slot], preload: list[tuple[str, str]], driver_node: str,
                  copy_files: bool | None = None, parent: QObject | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(slots, preload, parent)
         self.ray = ray
-        self.slots = list(slots)
-        self.preload = preload
         self.driver_node = driver_node
         self.copy_files = copy_files
-        self.workers: list[RaySlotWorker] = []
-        self._retiring: list[RaySlotWorker] = []
         self._ended: list[RaySlotWorker] = []  # exited; their actors are ended at close
-        self._bad_starts: dict[str, int] = {}
-        self._stray: dict[str, deque[str]] = {}
         self._gpu_numbers: dict[tuple[str, int], int] = {}  # (node id, GPU on it) -> the run's GPU number
         self._stop_sampling = threading.Event()
         self.live_nodes: set[str] | None = None  # the cluster's live nodes, as last asked (None: not yet)
@@ -275,55 +245,20 @@ class RayWorkerPool(QObject):
         self._sampler = threading.Thread(target=self._sample_loop, name="ray-telemetry", daemon=True)
         self._sampler.start()
 
-    def spawn(self, slot: Slot) -> None:
+    def make_worker(self, slot: Slot) -> RaySlotWorker:
         env = dict(slot.env())
         env["GRIDWATCH_PRELOAD"] = json.dumps(self.preload)
-        w = RaySlotWorker(self.ray, slot, slot_resources(slot, self.slots), env, self.driver_node,
-                          self.copy_files, self)
-        w.message.connect(self._on_message)
-        w.stray_line.connect(self._on_stray)
-        w.exited.connect(self._on_exited)
-        self.workers.append(w)
-        self._stray.setdefault(slot.id, deque(maxlen=STRAY_KEPT))
-        w.start()
+        return RaySlotWorker(self.ray, slot, slot_resources(slot, self.slots), env, self.driver_node,
+                             self.copy_files, self)
 
     def replace(self, w: RaySlotWorker, description: str) -> bool:
-        slot = w.base_slot
         if self.live_nodes is not None and not self.live_nodes:  # nowhere to start it: say so, end the run
-            self.gave_up.emit(f"slot {slot.id} given up: no live node left in the Ray cluster")
+            self.gave_up.emit(f"slot {w.base_slot.id} given up: no live node left in the Ray cluster")
             return False
-        if not w.said_hello:  # a slot that never starts (Ray cannot create its actor) is given up, not retried
-            self._bad_starts[slot.id] = self._bad_starts.get(slot.id, 0) + 1
-            if self._bad_starts[slot.id] >= MAX_BAD_STARTS:
-                last = " | ".join(list(self._stray[slot.id])[-3:])
-                self.gave_up.emit(f"slot {slot.id} given up: {description}" + (f": {last}" if last else ""))
-                return False
-        self.spawn(slot)
-        return True
-
-    def retire(self, w: RaySlotWorker) -> None:
-        if w not in self.workers:
-            return
-        self.workers.remove(w)
-        self._retiring.append(w)
-        w.send("shutdown")
-        w.close_input()
-        QTimer.singleShot(int(STOP_GRACE_S * 1000), w, w.terminate)
-        self.spawn(w.base_slot)
+        return super().replace(w, description)
 
     def pids(self) -> dict[str, int]:
         return {}  # the workers' pids are their nodes', not this machine's: the nodes sample them
-
-    def kinds(self) -> set[str]:
-        return {w.slot.kind for w in self.workers}
-
-    def busy(self) -> bool:
-        return any(w.trial_id is not None for w in self.workers)
-
-    def shutdown(self) -> None:
-        for w in self.workers:
-            w.send("shutdown")
-            w.close_input()
 
     def stop(self) -> None:
         """Cancel: each actor ends its worker's process group (SIGTERM, SIGKILL after the grace period)."""
@@ -349,9 +284,6 @@ class RayWorkerPool(QObject):
             w.join(0.2 if w.node_dead else 2.0)
         if self._sampler is not None:  # a sample in flight is waited for at most 2 s: not here
             self._sampler.join(0.1)
-
-    def _all(self) -> list[RaySlotWorker]:
-        return [*self.workers, *self._retiring]
 
     # -- telemetry from the nodes -----------------------------------------------------------------------
 
@@ -430,19 +362,10 @@ class RayWorkerPool(QObject):
 
     # -- passing on -------------------------------------------------------------------------------------
 
-    def _on_message(self, w: RaySlotWorker, msg: dict[str, Any]) -> None:
-        if msg["type"] == "hello":
-            number = self.gpu_number(w)
-            if number is not None:
-                w.slot = replace(w.slot, gpu_index=number)
-        elif msg["type"] == "log" and not msg.get("trial_id"):
-            self._stray[w.base_slot.id].append(str(msg.get("line", "")))
-        self.message.emit(w, msg)
-
-    def _on_stray(self, w: RaySlotWorker, line: str) -> None:
-        if w.trial_id is None:
-            self._stray[w.base_slot.id].append(line)
-        self.stray_line.emit(w, line)
+    def _heard_hello(self, w: RaySlotWorker) -> None:
+        number = self.gpu_number(w)
+        if number is not None:  # the slot's GPU under the run's numbering, as the telemetry has it
+            w.slot = replace(w.slot, gpu_index=number)
 
     def _on_exited(self, w: RaySlotWorker, description: str) -> None:
         self._ended.append(w)

@@ -38,6 +38,24 @@ def hello_info(msg: dict[str, Any]) -> dict[str, str | None]:
     return {k: v if isinstance(v := msg.get(k), str) and v else None for k in HELLO_FIELDS}
 
 
+def hand_on(w: Any, line: str) -> None:
+    """One line of a worker's protocol stream, local or on a Ray node: a message (a hello is noted on the
+    worker: versions, start-up RSS) or, if it is no protocol line, a stray."""
+    if not line.strip():
+        return
+    try:
+        msg = protocol.decode(line)
+    except protocol.ProtocolError:
+        w.stray_line.emit(w, line)
+        return
+    if msg["type"] == "hello":
+        w.said_hello = True
+        w.hello = hello_info(msg)
+        rss = msg.get("baseline_rss")
+        w.baseline_rss = float(rss) if isinstance(rss, (int, float)) else None
+    w.message.emit(w, msg)
+
+
 def describe_exit(code: int, crashed: bool) -> str:
     if crashed:
         try:
@@ -117,23 +135,18 @@ class SlotWorker(QObject):
             except (ProcessLookupError, PermissionError):
                 pass
 
+    @property
+    def base_slot(self) -> Slot:
+        return self.slot  # a local slot keeps its name
+
+    def close_input(self) -> None:
+        self.proc.closeWriteChannel()
+
     def _on_stdout(self) -> None:
         self._out += bytes(self.proc.readAllStandardOutput().data())
         *lines, self._out = self._out.split(b"\n")
         for line in lines:
-            if not line.strip():
-                continue
-            try:
-                msg = protocol.decode(line)
-            except protocol.ProtocolError:
-                self.stray_line.emit(self, line.decode("utf-8", "replace"))
-                continue
-            if msg["type"] == "hello":
-                self.said_hello = True
-                self.hello = hello_info(msg)
-                rss = msg.get("baseline_rss")
-                self.baseline_rss = float(rss) if isinstance(rss, (int, float)) else None
-            self.message.emit(self, msg)
+            hand_on(self, line.decode("utf-8", "replace"))
 
     def _on_stderr(self) -> None:
         self._err += bytes(self.proc.readAllStandardError().data())

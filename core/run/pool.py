@@ -1,4 +1,5 @@
-"""WorkerPool: owns the run's worker processes, one long-lived SlotWorker per slot.
+"""WorkerPool: owns the run's worker processes, one long-lived SlotWorker per slot (SlotPool: what it shares
+with the Ray backend's pool).
 
 It starts them, replaces one that exits (giving a slot up after MAX_BAD_STARTS deaths before its hello) or
 that the session retires between trials, stops them all (SIGTERM to each, SIGKILL after a grace period) and
@@ -30,21 +31,111 @@ STRAY_GRACE_S = 1.0  # a dead worker's leftover gets SIGTERM, then SIGKILL this 
 MARKER = "GRIDWATCH_POOL"  # in the environment of a pool's workers, and so of everything they start
 
 
-class WorkerPool(QObject):
-    message = Signal(object, object)  # (SlotWorker, decoded message): `dict` would sort its keys (QVariantMap)
-    stray_line = Signal(object, str)  # (SlotWorker, line printed outside the protocol)
-    exited = Signal(object, str)  # (SlotWorker, how it exited): already removed from the pool
+class SlotPool(QObject):
+    """What every pool of slot workers shares, local processes or Ray actors (gridwatch.cluster.pool): the signals
+    the session hears, one worker per slot, replacing one that exits (giving a slot up after MAX_BAD_STARTS
+    deaths before its hello), retiring one between trials, and what each printed outside the protocol. A worker
+    has `slot` (what the session sees) and `base_slot` (the slot it was started for)."""
+
+    message = Signal(object, object)  # (worker, decoded message): `dict` would sort its keys (QVariantMap)
+    stray_line = Signal(object, str)  # (worker, line printed outside the protocol)
+    exited = Signal(object, str)  # (worker, how it exited): already removed from the pool
     pids_changed = Signal(dict)  # slot id -> worker pid
     gave_up = Signal(str)  # a slot abandoned, in words
+
+    remote = False  # True: workers on other machines, whose telemetry the pool samples there (its `snapshot`)
 
     def __init__(self, slots: list[Slot], preload: list[tuple[str, str]], parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.slots = list(slots)
         self.preload = preload
-        self.workers: list[SlotWorker] = []
-        self._retiring: list[SlotWorker] = []  # told to exit between trials; replaced already
+        self.workers: list[Any] = []
+        self._retiring: list[Any] = []  # told to exit between trials; replaced already
         self._bad_starts: dict[str, int] = {}
         self._stray: dict[str, deque[str]] = {}
+
+    def make_worker(self, slot: Slot) -> Any:
+        raise NotImplementedError
+
+    def spawn(self, slot: Slot) -> None:
+        w = self.make_worker(slot)
+        w.message.connect(self._on_message)
+        w.stray_line.connect(self._on_stray)
+        w.exited.connect(self._on_exited)
+        self.workers.append(w)
+        self._stray.setdefault(slot.id, deque(maxlen=STRAY_KEPT))
+        w.start()
+
+    def replace(self, w: Any, description: str) -> bool:
+        """Start a new worker on w's slot, unless that slot keeps dying before it can say hello."""
+        slot = w.base_slot
+        if not w.said_hello:
+            self._bad_starts[slot.id] = self._bad_starts.get(slot.id, 0) + 1
+            if self._bad_starts[slot.id] >= MAX_BAD_STARTS:
+                last = " | ".join(list(self._stray[slot.id])[-3:])
+                self.gave_up.emit(f"slot {slot.id} given up: {description}" + (f": {last}" if last else ""))
+                return False
+        self.spawn(slot)
+        return True
+
+    def retire(self, w: Any) -> None:
+        """Between trials: let w exit (it ends what it started, skips teardown) and start a fresh worker on
+        its slot now, so the new one's start-up overlaps the old one's exit."""
+        if w not in self.workers:
+            return
+        self.workers.remove(w)
+        self._retiring.append(w)
+        w.send("shutdown")
+        w.close_input()
+        QTimer.singleShot(STOP_GRACE_MS, w, w.terminate)  # one that will not go (no-op once it has gone)
+        self.spawn(w.base_slot)
+        self.pids_changed.emit(self.pids())
+
+    def pids(self) -> dict[str, int]:
+        return {}
+
+    def kinds(self) -> set[str]:
+        return {w.slot.kind for w in self.workers}
+
+    def busy(self) -> bool:
+        return any(w.trial_id is not None for w in self.workers)
+
+    def shutdown(self) -> None:
+        """The run is over: tell each idle worker to exit (it skips interpreter teardown)."""
+        for w in self.workers:
+            w.send("shutdown")
+            w.close_input()
+
+    def _all(self) -> list[Any]:
+        return [*self.workers, *self._retiring]
+
+    def _heard_hello(self, w: Any) -> None:
+        """A worker said hello: what the pool notes of it (nothing here)."""
+
+    def _on_message(self, w: Any, msg: dict[str, Any]) -> None:
+        if msg["type"] == "hello":
+            self._heard_hello(w)
+        elif msg["type"] == "log" and not msg.get("trial_id"):
+            self._stray[w.base_slot.id].append(str(msg.get("line", "")))
+        self.message.emit(w, msg)
+
+    def _on_stray(self, w: Any, line: str) -> None:
+        if w.trial_id is None:
+            self._stray[w.base_slot.id].append(line)
+        self.stray_line.emit(w, line)
+
+    def _on_exited(self, w: Any, description: str) -> None:
+        raise NotImplementedError
+
+
+class WorkerPool(SlotPool):
+    """The local slots: one SlotWorker (a QProcess) each."""
+
+    workers: list[SlotWorker]
+    _retiring: list[SlotWorker]
+
+    def __init__(self, slots: list[Slot], preload: list[tuple[str, str]], parent: QObject | None = None) -> None:
+        super().__init__(slots, preload, parent)
         self._marker = (MARKER, secrets.token_hex(8))
         self._sweeper = reaper.StraySweeper("=".join(self._marker), STRAY_GRACE_S)
         self._sweep_due = False  # a follow-up sweep is scheduled
@@ -57,54 +148,11 @@ class WorkerPool(QObject):
         for slot in self.slots:
             self.spawn(slot)
 
-    def spawn(self, slot: Slot) -> None:
-        w = SlotWorker(slot, self, self.preload, self._marker)
-        w.message.connect(self._on_message)
-        w.stray_line.connect(self._on_stray)
-        w.exited.connect(self._on_exited)
-        self.workers.append(w)
-        self._stray.setdefault(slot.id, deque(maxlen=STRAY_KEPT))
-        w.start()
-
-    def replace(self, w: SlotWorker, description: str) -> bool:
-        """Start a new worker on w's slot, unless that slot keeps dying before it can say hello."""
-        slot = w.slot
-        if not w.said_hello:
-            self._bad_starts[slot.id] = self._bad_starts.get(slot.id, 0) + 1
-            if self._bad_starts[slot.id] >= MAX_BAD_STARTS:
-                last = " | ".join(list(self._stray[slot.id])[-3:])
-                self.gave_up.emit(f"slot {slot.id} given up: {description}" + (f": {last}" if last else ""))
-                return False
-        self.spawn(slot)
-        return True
-
-    def retire(self, w: SlotWorker) -> None:
-        """Between trials: let w exit (it ends what it started, skips teardown) and start a fresh worker on
-        its slot now, so the new one's start-up overlaps the old one's exit."""
-        if w not in self.workers:
-            return
-        self.workers.remove(w)
-        self._retiring.append(w)
-        w.send("shutdown")
-        w.proc.closeWriteChannel()
-        QTimer.singleShot(STOP_GRACE_MS, w, w.terminate)  # one that will not go (no-op once it has gone)
-        self.spawn(w.slot)
-        self.pids_changed.emit(self.pids())
+    def make_worker(self, slot: Slot) -> SlotWorker:
+        return SlotWorker(slot, self, self.preload, self._marker)
 
     def pids(self) -> dict[str, int]:
         return {w.slot.id: w.pid for w in self.workers if w.pid is not None}
-
-    def kinds(self) -> set[str]:
-        return {w.slot.kind for w in self.workers}
-
-    def busy(self) -> bool:
-        return any(w.trial_id is not None for w in self.workers)
-
-    def shutdown(self) -> None:
-        """The run is over: tell each idle worker to exit (it skips interpreter teardown)."""
-        for w in self.workers:
-            w.send("shutdown")
-            w.proc.closeWriteChannel()
 
     def stop(self) -> None:
         """SIGTERM every worker now (each kills everything below it), SIGKILL whatever is left after the grace
@@ -132,9 +180,6 @@ class WorkerPool(QObject):
         for w in self._all():
             w.kill()
 
-    def _all(self) -> list[SlotWorker]:
-        return [*self.workers, *self._retiring]
-
     def _worker_pids(self) -> set[int]:
         """Every worker process this pool still holds a QProcess for: never taken for a stray."""
         return {w.pid for w in self._all() if w.pid is not None}
@@ -152,17 +197,8 @@ class WorkerPool(QObject):
         self._sweep_due = False
         self._sweep()
 
-    def _on_message(self, w: SlotWorker, msg: dict[str, Any]) -> None:
-        if msg["type"] == "hello":
-            self.pids_changed.emit(self.pids())
-        elif msg["type"] == "log" and not msg.get("trial_id"):
-            self._stray[w.slot.id].append(str(msg.get("line", "")))
-        self.message.emit(w, msg)
-
-    def _on_stray(self, w: SlotWorker, line: str) -> None:
-        if w.trial_id is None:
-            self._stray[w.slot.id].append(line)
-        self.stray_line.emit(w, line)
+    def _heard_hello(self, w: SlotWorker) -> None:
+        self.pids_changed.emit(self.pids())
 
     def _on_exited(self, w: SlotWorker, description: str) -> None:
         if w in self._retiring:

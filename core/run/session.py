@@ -65,7 +65,7 @@ class RunSession(QObject):
         self.lifecycle = TrialLifecycle(models, trials, scheduler, kept, self._on_log)
         preload = [(m.target, m.base) for m in grid.models if m.kind == "python"]
         self.pool = (make_pool or WorkerPool)(slots, preload, self)
-        self.remote = bool(getattr(self.pool, "remote", False))  # workers on Ray nodes, sampled there
+        self.remote: bool = self.pool.remote  # workers on Ray nodes, sampled there
         if self.remote:
             cast(Any, self.pool).snapshot.connect(self._on_remote_snapshot)
         self.pool.message.connect(self._on_message)
